@@ -1,0 +1,56 @@
+# Hermit: the two commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The oldest supported Scrapy (the first with async Spider.start()) is pinned, with
+# what it needs older, in constraints-oldest.txt: those pins replace constraints.txt's.
+VENV_OLDEST ?= .venv-scrapy-oldest
+
+.PHONY: demo test test-newest test-oldest venv clean
+
+# The Helm chart and the images: test-chart, test-images (and their helpers).
+include mk/kubernetes.mk
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml recycling/pyproject.toml operator/pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e ./recycling -e './operator[test]' -e '.[test]'
+	touch $@
+
+$(VENV_OLDEST)/.installed: pyproject.toml recycling/pyproject.toml constraints.txt constraints-oldest.txt
+	$(PYTHON) -m venv $(VENV_OLDEST)
+	$(VENV_OLDEST)/bin/pip install -q --upgrade pip
+	awk -F'==' 'NR == FNR { if ($$0 !~ /^#/ && NF == 2) over[tolower($$1)] = 1; next } \
+		!(tolower($$1) in over)' constraints-oldest.txt constraints.txt > $(VENV_OLDEST)/constraints.txt
+	grep -v '^#' constraints-oldest.txt >> $(VENV_OLDEST)/constraints.txt
+	$(VENV_OLDEST)/bin/pip install -q -c $(VENV_OLDEST)/constraints.txt -e ./recycling -e '.[test]'
+	touch $@
+
+## Crawl the built-in demo site with 3 local workers, one shared Redis queue and Bloom filter.
+demo: venv
+	$(BIN)/hermit crawl --workers 3 --output items.jsonl
+
+## The whole test suite on the newest supported Scrapy, the Scrapy-facing tests on the
+## oldest, the Helm chart, and the images built and run with podman.
+test: test-newest test-oldest test-chart test-images
+
+test-newest: venv prometheus-tools
+	$(BIN)/python -m pytest
+
+test-oldest: $(VENV_OLDEST)/.installed
+	$(VENV_OLDEST)/bin/python -m pytest -m scrapy_versions tests/crawler
+
+## promtool and prometheus for tests/monitoring: Debian's prometheus package, as root. Only
+## the binaries are used (the tests start their own server on 127.0.0.1), never the service.
+## Without root, the tests that need them fail saying so.
+.PHONY: prometheus-tools
+prometheus-tools:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null \
+		|| { [ "$$(id -u)" -ne 0 ] && echo "warning: promtool/prometheus missing (apt-get install prometheus, as root)" >&2; } \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+			&& { systemctl disable --now prometheus >/dev/null 2>&1; true; }; }
+
+clean:
+	rm -rf $(VENV) $(VENV_OLDEST) $(K8S_VENV) .pytest_cache

@@ -1,0 +1,253 @@
+"""Dedup benchmark: Hermit's Bloom filter vs scrapy-redis' SET vs a naive Bloom on Redis.
+
+Measures, against one embedded Redis started here:
+
+- checks per second from one client: ``RedisBloomFilter.add_many`` in batches
+  (new and already-seen fingerprints, and read-only lookups), scrapy-redis'
+  ``RFPDupeFilter.request_seen`` (one SADD round trip per request, and its own
+  fingerprinting), and the usual naive Bloom-on-Redis recipe (k SETBITs per key in
+  one pipelined round trip per key);
+- memory per URL: ``MEMORY USAGE`` of the filter at its capacity vs the SET of
+  40-character hex fingerprints scrapy-redis keeps for the same URLs;
+- the false-positive ratio measured on fresh fingerprints once the filter is full.
+
+Writes ``bench/results/dedup.json`` and prints a table with ratios. Run:
+
+    .venv/bin/python bench/bench_dedup.py            # ~1 minute
+    .venv/bin/python bench/bench_dedup.py --urls 200000 --repeats 1   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import redis
+from rich.console import Console
+from rich.table import Table
+from scrapy import Request
+from scrapy.utils.request import RequestFingerprinter
+from scrapy_redis.dupefilter import RFPDupeFilter
+
+from hermit.dedup.bloom import (
+    DEFAULT_BATCH_SIZE,
+    RedisBloomFilter,
+    bit_positions,
+    fingerprint_hashes,
+    layer_error_ratio,
+    layer_sizing,
+)
+from hermit.keys import CrawlKeys
+from hermit.redis_server import EmbeddedRedis
+
+logger = logging.getLogger(__name__)
+
+RESULTS = Path(__file__).parent / "results" / "dedup.json"
+
+
+def urls(prefix: str, count: int) -> list[str]:
+    return [f"https://shop.example.com/{prefix}/item/{i}?ref=list&page={i % 97}" for i in range(count)]
+
+
+def fingerprints(prefix: str, count: int) -> list[bytes]:
+    """Deterministic 20-byte fingerprints, as Scrapy's fingerprinter makes them."""
+    return [hashlib.sha1(b"%s-%d" % (prefix.encode(), i)).digest() for i in range(count)]
+
+
+def rate(count: int, run: Callable[[], object]) -> float:
+    """Items per second of one call of *run* handling *count* items."""
+    started = time.perf_counter()
+    run()
+    return count / (time.perf_counter() - started)
+
+
+class NaiveRedisBloom:
+    """The common recipe: hashes computed in Python, one pipelined round trip of k
+    SETBITs per key (SETBIT returns the old bit, so any 0 means new). Same sizing as
+    Hermit's first layer, one key, no layers."""
+
+    def __init__(self, client: redis.Redis, key: str, capacity: int, error_ratio: float) -> None:
+        self.client, self.key = client, key
+        self.bits, self.hashes = layer_sizing(capacity, layer_error_ratio(error_ratio, 0))
+
+    def add(self, fingerprint: bytes) -> bool:
+        pipe = self.client.pipeline(transaction=False)
+        for position in bit_positions(*fingerprint_hashes(fingerprint), self.bits, self.hashes):
+            pipe.setbit(self.key, position, 1)
+        return 0 in pipe.execute()
+
+
+def hermit_throughput(client: redis.Redis, capacity: int, keys: int, repeats: int) -> dict[str, float]:
+    """Median checks/s over *repeats* fresh filters of *capacity*, *keys* fingerprints each."""
+    runs: dict[str, list[float]] = {"add_new": [], "add_seen": [], "contains_fresh": [], "end_to_end": []}
+    for r in range(repeats):
+        bloom = RedisBloomFilter(client, CrawlKeys(f"bench-speed-{r}"), capacity=capacity)
+        bloom.add_many(fingerprints("warm", 10))  # creates and allocates the filter
+        batch = fingerprints(f"speed{r}", keys)
+        runs["add_new"].append(rate(keys, lambda: bloom.add_many(batch)))
+        runs["add_seen"].append(rate(keys, lambda: bloom.add_many(batch)))
+        fresh = fingerprints(f"fresh{r}", keys)
+        runs["contains_fresh"].append(rate(keys, lambda: bloom.contains_many(fresh)))
+        # As a worker does it: Scrapy's fingerprinter on new Request objects, then dedup.
+        fingerprinter = RequestFingerprinter()
+        requests = [Request(u) for u in urls(f"e2e{r}", keys // 4)]
+        runs["end_to_end"].append(
+            rate(len(requests), lambda: bloom.add_many([fingerprinter.fingerprint(q) for q in requests]))
+        )
+        bloom.delete()
+    return {name: statistics.median(values) for name, values in runs.items()}
+
+
+def scrapy_redis_throughput(client: redis.Redis, keys: int) -> dict[str, float]:
+    dupefilter = RFPDupeFilter(client, "bench:dupefilter")
+    requests = [Request(u) for u in urls("sr", keys)]
+    fingerprint_only = rate(keys, lambda: [dupefilter.request_fingerprint(q) for q in requests])
+    new = rate(keys, lambda: [dupefilter.request_seen(q) for q in requests])
+    seen = rate(keys, lambda: [dupefilter.request_seen(q) for q in requests])
+    client.delete("bench:dupefilter")
+    return {"request_seen_new": new, "request_seen_seen": seen, "fingerprint_only": fingerprint_only}
+
+
+def naive_throughput(client: redis.Redis, capacity: int, keys: int, error_ratio: float) -> float:
+    naive = NaiveRedisBloom(client, "bench:naive-bloom", capacity, error_ratio)
+    batch = fingerprints("naive", keys)
+    result = rate(keys, lambda: [naive.add(fp) for fp in batch])
+    client.delete("bench:naive-bloom")
+    return result
+
+
+def memory_and_false_positives(client: redis.Redis, urls_count: int, error_ratio: float) -> dict[str, float]:
+    """Fill a filter of capacity *urls_count* to capacity; same URLs as a scrapy-redis SET."""
+    bloom = RedisBloomFilter(client, CrawlKeys("bench-memory"), capacity=urls_count, error_ratio=error_ratio)
+    members = fingerprints("member", urls_count)
+    bloom.add_many(members)
+    info = bloom.info()
+    bloom_bytes = bloom.memory_usage_bytes()
+    fresh_count = max(urls_count, 1_000_000)
+    false_positives = sum(bloom.contains_many(fingerprints("never-added", fresh_count)))
+
+    # What RFPDupeFilter.request_seen leaves behind: one SADD of a hex digest per URL.
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, urls_count, 10_000):
+        pipe.sadd("bench:memory-set", *(fp.hex() for fp in members[start:start + 10_000]))
+        if len(pipe) >= 20:
+            pipe.execute()
+    pipe.execute()
+    set_bytes = client.memory_usage("bench:memory-set", samples=0)
+    set_count = client.scard("bench:memory-set")
+    client.delete("bench:memory-set")
+    bloom.delete()
+    return {
+        "urls": urls_count,
+        "hermit_items": info.items,
+        "hermit_layers": info.layers,
+        "hermit_logical_bits_per_url": info.bits / info.items,
+        "hermit_bits_per_url": bloom_bytes * 8 / info.items,
+        "hermit_bytes": bloom_bytes,
+        "scrapy_redis_bits_per_url": set_bytes * 8 / set_count,
+        "scrapy_redis_bytes": set_bytes,
+        "fresh_lookups": fresh_count,
+        "false_positives": false_positives,
+        "measured_false_positive_ratio": false_positives / fresh_count,
+        "estimated_false_positive_ratio": info.estimated_false_positive_ratio,
+    }
+
+
+def print_table(report: dict, console: Console) -> None:
+    t, m, r = report["throughput_per_second"], report["memory"], report["ratios"]
+    table = Table(title=f"Dedup on {report['redis_server']}, target error ratio {report['params']['error_ratio']:g}")
+    for name in ("measure", "Hermit", "scrapy-redis", "naive Bloom", "vs scrapy-redis", "vs naive"):
+        table.add_column(name, justify="left" if name == "measure" else "right")
+    table.add_row("checks/s, new URLs", f"{t['hermit_add_new']:,.0f}", f"{t['scrapy_redis_request_seen_new']:,.0f}",
+                  f"{t['naive_bloom_add']:,.0f}", f"{r['hermit_vs_scrapy_redis_checks']:.1f}x",
+                  f"{r['hermit_vs_naive_bloom_checks']:.1f}x")
+    table.add_row("checks/s, seen URLs", f"{t['hermit_add_seen']:,.0f}",
+                  f"{t['scrapy_redis_request_seen_seen']:,.0f}", "", "", "")
+    table.add_row("read-only lookups/s", f"{t['hermit_contains_fresh']:,.0f}", "", "", "", "")
+    table.add_row("checks/s with Scrapy fingerprinting", f"{t['hermit_end_to_end']:,.0f}",
+                  f"{t['scrapy_redis_request_seen_new']:,.0f}", "",
+                  f"{t['hermit_end_to_end'] / t['scrapy_redis_request_seen_new']:.1f}x", "")
+    table.add_row("bits per URL (MEMORY USAGE)", f"{m['hermit_bits_per_url']:.1f}",
+                  f"{m['scrapy_redis_bits_per_url']:.0f}", "",
+                  f"1/{r['scrapy_redis_vs_hermit_bits_per_url']:.0f}", "")
+    table.add_row("false-positive ratio, full", f"{m['measured_false_positive_ratio']:.2e}", "0", "", "", "")
+    console.print(table)
+    console.print(
+        "Hermit and naive rows get precomputed fingerprints; scrapy-redis' request_seen always computes"
+        f" its own (that alone: {t['scrapy_redis_fingerprint_only']:,.0f}/s, so its SADD round trips"
+        f" alone would do ~{t['scrapy_redis_store_only_estimate']:,.0f}/s)."
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--urls", type=int, default=1_000_000, help="filter capacity and URLs for memory/FPR")
+    parser.add_argument("--speed-keys", type=int, default=200_000, help="fingerprints per Hermit speed run")
+    parser.add_argument("--repeats", type=int, default=3, help="Hermit speed runs (median reported)")
+    parser.add_argument("--scrapy-redis-keys", type=int, default=20_000)
+    parser.add_argument("--naive-keys", type=int, default=5_000)
+    parser.add_argument("--error-ratio", type=float, default=1e-4)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    console = Console()
+
+    with EmbeddedRedis() as server:
+        client = redis.Redis.from_url(server.url)
+        info = client.info("server")
+        server_name = f"{'valkey' if 'valkey_version' in info else 'redis'} {info.get('valkey_version') or info['redis_version']}"
+        console.print(f"{server_name} on {server.url}; measuring...")
+        hermit = hermit_throughput(client, args.urls, args.speed_keys, args.repeats)
+        console.print(f"  hermit: {hermit}")
+        scrapy_redis = scrapy_redis_throughput(client, args.scrapy_redis_keys)
+        console.print(f"  scrapy-redis: {scrapy_redis}")
+        naive = naive_throughput(client, args.urls, args.naive_keys, args.error_ratio)
+        console.print(f"  naive: {naive:,.0f}/s")
+        memory = memory_and_false_positives(client, args.urls, args.error_ratio)
+        client.close()
+
+    report = {
+        "redis_server": server_name,
+        "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                    "processor": platform.processor() or platform.machine()},
+        "params": {"capacity": args.urls, "error_ratio": args.error_ratio, "speed_keys": args.speed_keys,
+                   "repeats": args.repeats, "scrapy_redis_keys": args.scrapy_redis_keys,
+                   "naive_keys": args.naive_keys, "batch_size": DEFAULT_BATCH_SIZE},
+        "throughput_per_second": {
+            "hermit_add_new": hermit["add_new"],
+            "hermit_add_seen": hermit["add_seen"],
+            "hermit_contains_fresh": hermit["contains_fresh"],
+            "hermit_end_to_end": hermit["end_to_end"],
+            "scrapy_redis_request_seen_new": scrapy_redis["request_seen_new"],
+            "scrapy_redis_request_seen_seen": scrapy_redis["request_seen_seen"],
+            "scrapy_redis_fingerprint_only": scrapy_redis["fingerprint_only"],
+            "naive_bloom_add": naive,
+            # request_seen's time minus its fingerprinting time
+            "scrapy_redis_store_only_estimate": 1 / (
+                1 / scrapy_redis["request_seen_new"] - 1 / scrapy_redis["fingerprint_only"]
+            ),
+        },
+        "memory": memory,
+        "ratios": {
+            "hermit_vs_scrapy_redis_checks": hermit["add_new"] / scrapy_redis["request_seen_new"],
+            "hermit_vs_naive_bloom_checks": hermit["add_new"] / naive,
+            "scrapy_redis_vs_hermit_bits_per_url":
+                memory["scrapy_redis_bits_per_url"] / memory["hermit_bits_per_url"],
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print_table(report, console)
+    console.print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Scrapy add-on that turns a project's spiders into Hermit workers.
+
+``ADDONS = {"hermit.addon.Addon": 0}`` plus ``HERMIT_REDIS_URL`` (or scrapy-redis'
+``REDIS_URL``) is all a project needs; ``scrapy crawl myspider`` then runs as a
+worker of the crawl named after the spider.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hermit.settings import DEFAULT_SETTINGS
+
+if TYPE_CHECKING:
+    from scrapy.settings import BaseSettings
+
+SCHEDULER = "hermit.worker.scheduler.HermitScheduler"
+# Late in the item pipeline, so items are stored as the user's pipelines left them.
+ITEM_SINK_ORDER = 900
+
+
+class Addon:
+    """Sets the scheduler, the item sink and Hermit's defaults at "addon" priority."""
+
+    def update_settings(self, settings: BaseSettings) -> None:
+        settings.set("SCHEDULER", SCHEDULER, "addon")
+        from hermit.worker.items import RedisItemSink
+
+        if settings.getbool("HERMIT_ITEMS_ENABLED", True):
+            settings.set_in_component_priority_dict("ITEM_PIPELINES", RedisItemSink, ITEM_SINK_ORDER)
+        # The telnet console and Scrapy 2.19's remote control are remote Python shells
+        # (the latter also writes a job file under $HOME, which a read-only container
+        # root doesn't allow); a project can still turn them on explicitly.
+        settings.set("TELNETCONSOLE_ENABLED", False, "addon")
+        settings.set("REMOTE_CONTROL_ENABLED", False, "addon")
+        # Metrics and leak diagnostics over HTTP take the telnet console's place.
+        from hermit.observability.diagnostics import DiagnosticsExtension
+        from hermit.observability.metrics import MetricsExtension
+
+        settings.set_in_component_priority_dict("EXTENSIONS", MetricsExtension, 0)
+        settings.set_in_component_priority_dict("EXTENSIONS", DiagnosticsExtension, 0)
+        from hermit.worker.drain_deadline import DrainDeadline
+        from hermit.worker.memory_budget import MemoryBudget
+
+        settings.set_in_component_priority_dict("EXTENSIONS", MemoryBudget, 0)
+        settings.set_in_component_priority_dict("EXTENSIONS", DrainDeadline, 0)
+        for name, value in DEFAULT_SETTINGS.items():
+            settings.set(name, value, "default")

@@ -1,0 +1,3 @@
+from hermit.cli import main
+
+main()

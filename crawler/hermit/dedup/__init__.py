@@ -1,0 +1,1 @@
+"""Request-fingerprint dedup: a scalable Bloom filter in Redis bitmaps."""

@@ -1,0 +1,328 @@
+"""A scalable Bloom filter in Redis bitmaps, for request fingerprints.
+
+The filter logic is Lua (``bloom.lua``), so a whole batch of check-and-sets is one
+atomic script call: two workers can never both see one URL as new. The request
+queue prepends the same snippet to its push script, making dedup and push one step.
+
+Sizing: a layer for ``n`` items at error ratio ``p`` has ``m = ceil(-n ln p / (ln 2)^2)``
+bits and ``k = round(m/n ln 2)`` hash functions. Layer ``i`` holds ``capacity *
+growth**i`` items at error ratio ``p_i = p * h * (1 - r) * r**i`` with ``r = 0.1``
+and headroom ``h = 0.75``, so the compound error ratio of any number of layers is at
+most ``p * h * (1 - r) * (1 + r + r**2 + ...) = 0.75 p``: a full filter measures
+below ``p`` even with the sampling noise of a million lookups. Layer 0 costs
+19.99 bits per item at ``p = 1e-4`` (k = 14). A layer that reaches its capacity
+always gets a successor, so the ratio is never silently exceeded.
+
+A fingerprint's ``k`` bits in a layer of ``m`` bits are ``(h1 + j*h2) mod m`` for
+``j = 0..k-1`` (double hashing), with ``h1`` and ``h2`` taken from the fingerprint
+itself: a SHA1 digest is already uniformly distributed, so no more hashing is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+import redis
+
+from hermit.keys import CrawlKeys
+
+logger = logging.getLogger(__name__)
+
+BLOOM_LUA = resources.files("hermit.dedup").joinpath("bloom.lua").read_text()
+
+# Must match BLOOM_HEADROOM and BLOOM_TIGHTENING in bloom.lua (a filter stores the
+# values it was made with).
+HEADROOM = 0.75
+TIGHTENING = 0.1
+
+# Fingerprints per script call: ~10-25 ms of Redis time; larger batches are no faster.
+DEFAULT_BATCH_SIZE = 2000
+
+_FINGERPRINT_BYTES = 20  # Scrapy's request fingerprints are SHA1 digests
+_HASH_BYTES = 6  # each of h1, h2: 48 bits, so h1 + j*h2 stays exact in Lua doubles
+
+# ARGV: capacity, error ratio, growth, max chunk bits, then 12 bytes per fingerprint
+# (h1 and h2 big-endian) in one string, which is cheaper to send and parse than two
+# decimal numbers each. Returns one character per fingerprint, '1' = new.
+_ADD_SCRIPT = """
+local bloom = bloom_open(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+  tonumber(ARGV[4]))
+local packed, out = ARGV[5], {}
+for offset = 1, #packed, 12 do
+  out[#out + 1] = bloom_add(bloom, bloom_hashes(packed, offset))
+end
+bloom_flush(bloom)
+return table.concat(out)
+"""
+
+# ARGV[1]: 12 bytes per fingerprint. Returns one character per fingerprint, '1' = seen.
+_CONTAINS_SCRIPT = """
+local packed, out = ARGV[1], {}
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return string.rep('0', #packed / 12)
+end
+-- The sizing arguments only matter when creating, which can't happen here.
+local bloom = bloom_open(KEYS[1], 1, 0.5, 1, 8)
+for offset = 1, #packed, 12 do
+  out[#out + 1] = bloom_contains(bloom, bloom_hashes(packed, offset))
+end
+return table.concat(out)
+"""
+
+# Deletes the meta hash and every chunk it names, in one step so no writer can add
+# a layer in between. Returns the number of keys removed.
+_DELETE_SCRIPT = """
+local meta = redis.call('HGETALL', KEYS[1])
+if #meta == 0 then return 0 end
+local m = {}
+for i = 1, #meta, 2 do m[meta[i]] = tonumber(meta[i + 1]) end
+local removed = redis.call('UNLINK', KEYS[1])
+for i = 0, (m['layers'] or 0) - 1 do
+  local bits, chunk_bits = m['bits:' .. i], m['chunk_bits:' .. i]
+  if bits and chunk_bits then
+    for c = 0, math.ceil(bits / chunk_bits) - 1 do
+      removed = removed + redis.call('UNLINK', KEYS[1] .. ':' .. i .. ':' .. c)
+    end
+  end
+end
+return removed
+"""
+
+
+def _hash_bytes(fingerprint: bytes) -> bytes:
+    """The 12 bytes h1 and h2 are read from.
+
+    A 20-byte fingerprint is used as it is; anything else is SHA1-hashed first, so
+    that a custom fingerprint that is not a uniform digest still spreads evenly.
+    """
+    if not isinstance(fingerprint, (bytes, bytearray, memoryview)):
+        raise TypeError(f"a fingerprint is bytes, not {type(fingerprint).__name__}")
+    if len(fingerprint) != _FINGERPRINT_BYTES:
+        fingerprint = hashlib.sha1(fingerprint).digest()
+    return bytes(fingerprint[: 2 * _HASH_BYTES])
+
+
+def fingerprint_hashes(fingerprint: bytes) -> tuple[int, int]:
+    """``(h1, h2)``: two 48-bit integers from a fingerprint, ``h2`` odd (never 0).
+
+    Scrapy's ``crawler.request_fingerprinter.fingerprint(request)`` returns a 20-byte
+    SHA1 digest: h1 is its first 6 bytes, h2 the next 6, both big-endian. 48 bits keep
+    ``h1 + j*h2`` exact in Lua's doubles (< 2**53).
+    """
+    raw = _hash_bytes(fingerprint)
+    h1 = int.from_bytes(raw[:_HASH_BYTES], "big")
+    h2 = int.from_bytes(raw[_HASH_BYTES:], "big") | 1
+    return h1, h2
+
+
+def layer_sizing(capacity: int, error_ratio: float) -> tuple[int, int]:
+    """``(bits, hashes)`` of a layer holding *capacity* items at *error_ratio*."""
+    ln2 = math.log(2)
+    bits = math.ceil(-capacity * math.log(error_ratio) / (ln2 * ln2))
+    hashes = max(1, math.floor(bits / capacity * ln2 + 0.5))
+    return bits, hashes
+
+
+def layer_error_ratio(error_ratio: float, layer: int) -> float:
+    """The error ratio layer *layer* (0-based) is sized for, in a filter targeting *error_ratio*."""
+    return error_ratio * HEADROOM * (1 - TIGHTENING) * TIGHTENING**layer
+
+
+def bit_positions(h1: int, h2: int, bits: int, hashes: int) -> list[int]:
+    """The bits a fingerprint sets in a layer of *bits* bits: ``(h1 + j*h2) mod bits``.
+
+    Mirrors ``bloom_positions`` in the Lua, including its one deviation: a step
+    ``h2 mod bits`` of 0 becomes 1, so the probes never all land on one bit.
+    """
+    position, step = h1 % bits, h2 % bits
+    if step == 0:
+        step = 1
+    out = []
+    for _ in range(hashes):
+        out.append(position)
+        position = (position + step) % bits
+    return out
+
+
+@dataclass(frozen=True)
+class BloomLayer:
+    """One layer: ``capacity`` (items), ``error_ratio`` (what it is sized for when
+    full), ``bits``, ``hashes`` (k), ``chunk_bits`` (bits per chunk key) and ``items``
+    (new fingerprints it took)."""
+
+    capacity: int
+    error_ratio: float
+    bits: int
+    hashes: int
+    chunk_bits: int
+    items: int
+
+    @property
+    def chunks(self) -> int:
+        return math.ceil(self.bits / self.chunk_bits)
+
+    @property
+    def estimated_false_positive_ratio(self) -> float:
+        """``(1 - e^(-k n / m))^k`` for the items it holds now."""
+        return (1 - math.exp(-self.hashes * self.items / self.bits)) ** self.hashes
+
+
+@dataclass(frozen=True)
+class BloomInfo:
+    """The filter's state, as shown by ``hermit dedup info`` and ``hermit status``.
+
+    ``items``: new fingerprints added; ``capacity``: items all current layers hold
+    before another is added; ``bits``/``bytes``: bitmap size (Redis allocates a
+    little more); ``fill_ratio`` = items / capacity; ``estimated_false_positive_ratio``:
+    the chance a fresh fingerprint is reported as seen now, over all layers;
+    ``error_ratio``: the target it never exceeds.
+    """
+
+    layers: int
+    items: int
+    capacity: int
+    bits: int
+    bytes: int
+    fill_ratio: float
+    estimated_false_positive_ratio: float
+    error_ratio: float
+    layer_details: tuple[BloomLayer, ...]
+
+
+class RedisBloomFilter:
+    """Scalable Bloom filter of one crawl, in the crawl's ``bloom`` keys.
+
+    Parameters, applied when the filter is created (an existing filter keeps its
+    stored sizing, whoever created it):
+
+    - ``capacity``: items the first layer holds (default 1,000,000);
+    - ``error_ratio``: target false-positive ratio of the whole filter (default 1e-4);
+    - ``growth``: capacity factor of each new layer (default 2);
+    - ``max_chunk_bits``: largest bitmap key in bits (default and maximum 2**32,
+      Redis' 512 MB string limit);
+    - ``batch_size``: fingerprints per script call (default 2000). A script blocks
+      Redis while it runs (~5-13 µs per fingerprint); larger batches are no faster.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: CrawlKeys,
+        *,
+        capacity: int = 1_000_000,
+        error_ratio: float = 1e-4,
+        growth: int = 2,
+        max_chunk_bits: int = 2**32,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"Bloom capacity must be at least 1, not {capacity}")
+        if not 0 < error_ratio < 1:
+            raise ValueError(f"Bloom error ratio must be between 0 and 1, not {error_ratio}")
+        if int(growth) != growth or growth < 1:
+            raise ValueError(f"Bloom growth must be a whole number >= 1, not {growth}")
+        if not 8 <= max_chunk_bits <= 2**32:
+            raise ValueError(f"Bloom max chunk bits must be in [8, 2**32], not {max_chunk_bits}")
+        if batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, not {batch_size}")
+        self.client = client
+        self.keys = keys
+        self.capacity = int(capacity)
+        self.error_ratio = float(error_ratio)
+        self.growth = int(growth)
+        self.max_chunk_bits = int(max_chunk_bits)
+        self.batch_size = batch_size
+        self._add = client.register_script(BLOOM_LUA + _ADD_SCRIPT)
+        self._contains = client.register_script(BLOOM_LUA + _CONTAINS_SCRIPT)
+        self._delete = client.register_script(_DELETE_SCRIPT)
+
+    def _batches(self, fingerprints: Sequence[bytes]) -> list[bytes]:
+        step = self.batch_size
+        return [
+            b"".join(_hash_bytes(fp) for fp in fingerprints[start : start + step])
+            for start in range(0, len(fingerprints), step)
+        ]
+
+    def add_many(self, fingerprints: Sequence[bytes]) -> list[bool]:
+        """Check and set: True for each fingerprint that was new (it is now in the filter).
+
+        A fingerprint repeated within *fingerprints* is new the first time only.
+        Each batch of ``batch_size`` is one script call.
+        """
+        result: list[bool] = []
+        params = [self.capacity, repr(self.error_ratio), self.growth, self.max_chunk_bits]
+        for packed in self._batches(fingerprints):
+            reply = self._add(keys=[self.keys.bloom_meta], args=[*params, packed])
+            result.extend(flag == 0x31 for flag in reply)  # b"1"
+        return result
+
+    def contains_many(self, fingerprints: Sequence[bytes]) -> list[bool]:
+        """True for each fingerprint (probably) in the filter; writes nothing."""
+        result: list[bool] = []
+        for packed in self._batches(fingerprints):
+            reply = self._contains(keys=[self.keys.bloom_meta], args=[packed])
+            result.extend(flag == 0x31 for flag in reply)
+        return result
+
+    def add(self, fingerprint: bytes) -> bool:
+        """:meth:`add_many` for one fingerprint (one round trip: batch when you can)."""
+        return self.add_many([fingerprint])[0]
+
+    def __contains__(self, fingerprint: bytes) -> bool:
+        return self.contains_many([fingerprint])[0]
+
+    def info(self) -> BloomInfo | None:
+        """The stored filter's state, or None if no fingerprint was added yet."""
+        raw = self.client.hgetall(self.keys.bloom_meta)
+        if not raw:
+            return None
+        meta = {k.decode(): v.decode() for k, v in raw.items()}
+        layers = tuple(
+            BloomLayer(
+                capacity=int(meta[f"capacity:{i}"]), error_ratio=float(meta[f"error_ratio:{i}"]),
+                bits=int(meta[f"bits:{i}"]),
+                hashes=int(meta[f"hashes:{i}"]), chunk_bits=int(meta[f"chunk_bits:{i}"]),
+                items=int(meta[f"count:{i}"]),
+            )
+            for i in range(int(meta["layers"]))
+        )
+        capacity = sum(layer.capacity for layer in layers)
+        items = sum(layer.items for layer in layers)
+        bits = sum(layer.bits for layer in layers)
+        # A fresh fingerprint is a false positive if any layer reports it.
+        all_layers_negative = math.prod(1 - layer.estimated_false_positive_ratio for layer in layers)
+        return BloomInfo(
+            layers=len(layers), items=items, capacity=capacity, bits=bits,
+            bytes=sum(math.ceil(layer.bits / 8) for layer in layers),
+            fill_ratio=items / capacity if capacity else 0.0,
+            estimated_false_positive_ratio=1 - all_layers_negative,
+            error_ratio=float(meta["error_ratio"]), layer_details=layers,
+        )
+
+    def chunk_keys(self) -> list[str]:
+        """The bitmap keys of every layer, per the stored meta hash."""
+        info = self.info()
+        if info is None:
+            return []
+        return [
+            self.keys.bloom_chunk(i, c)
+            for i, layer in enumerate(info.layer_details)
+            for c in range(layer.chunks)
+        ]
+
+    def memory_usage_bytes(self) -> int:
+        """What Redis reports (``MEMORY USAGE``) for the meta hash and every chunk."""
+        keys = [self.keys.bloom_meta, *self.chunk_keys()]
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.memory_usage(key, samples=0)
+        return sum(size or 0 for size in pipe.execute())
+
+    def delete(self) -> int:
+        """Drop the filter (meta hash and bitmaps); returns the number of keys removed."""
+        return int(self._delete(keys=[self.keys.bloom_meta]))

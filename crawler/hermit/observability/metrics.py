@@ -1,0 +1,188 @@
+"""The worker's Prometheus endpoint: a Scrapy extension serving ``/metrics``.
+
+Most values are read when Prometheus scrapes — the crawler's stats, Scrapy's live
+objects, the crawl's state in Redis — by collectors on the server's thread, so the
+crawl pays nothing between scrapes. The download-latency histogram is the one thing
+recorded as it happens (one observation per response).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import scrapy
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram, Info
+from scrapy import signals
+from scrapy.exceptions import NotConfigured
+
+import hermit
+from hermit.crawl_status import read_crawl_status
+from hermit.keys import CrawlKeys
+from hermit.observability.collector_group import CollectorGroup
+from hermit.observability.crawl_metrics import CrawlStatusCollector, status_client
+from hermit.observability.endpoint_log import METRICS_LOG
+from hermit.observability.endpoints import Endpoint, metrics_endpoint
+from hermit.observability.http_server import BackgroundHTTPServer
+from hermit.observability.live_object_metrics import LiveObjectsCollector
+from hermit.observability.metrics_app import METRICS_PATH, MetricsApp, Registries
+from hermit.observability.stats_metrics import ScrapyStatsCollector
+from hermit.settings import WorkerConfig
+from hermit.worker import engine_hooks
+from hermit.worker.scheduler import scheduler_for
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from scrapy import Request, Spider
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+    from twisted.internet.defer import Deferred
+    from twisted.internet.interfaces import IReactorTime
+
+logger = logging.getLogger(__name__)
+
+#: Download latency buckets, seconds: from a fast local site to a slow remote one.
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+FINAL_SCRAPE_POLL_SECONDS = 0.1
+
+
+class MetricsExtension:
+    """Serves the worker's metrics at ``http://HERMIT_METRICS_HOST:HERMIT_METRICS_PORT/metrics``.
+
+    Settings: ``HERMIT_METRICS_ENABLED`` (True), ``HERMIT_METRICS_HOST`` ("0.0.0.0"),
+    ``HERMIT_METRICS_PORT`` (9410; 0 = a free port, logged),
+    ``HERMIT_METRICS_FINAL_SCRAPE_TIMEOUT_SECONDS`` (0: when the spider closes, wait up
+    to this long for one more scrape, so the last counts — a recycle among them —
+    reach Prometheus).
+
+    Exports the default registry (the process collector's
+    ``process_resident_memory_bytes`` and the rest, and anything the project
+    registers there) and Hermit's own ``hermit_*`` metrics: this worker's counts from
+    its Scrapy stats, the download latency histogram, live objects by class, build
+    info, and the crawl-wide ``hermit_crawl_*`` gauges and counters read from Redis.
+    See ``docs/observability.md``.
+
+    If the port can't be bound, the crawl goes on without metrics (an error is logged).
+    """
+
+    def __init__(self, crawler: Crawler, endpoint: Endpoint, final_scrape_timeout_seconds: float = 0.0,
+                 default_registry: CollectorRegistry | None = REGISTRY, clock: IReactorTime | None = None) -> None:
+        self.crawler = crawler
+        self.endpoint = endpoint
+        self.final_scrape_timeout_seconds = final_scrape_timeout_seconds
+        self.default_registry = default_registry
+        self.clock = clock  # the reactor's, unless a test gives one
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.server: BackgroundHTTPServer | None = None
+        self.app: MetricsApp | None = None
+        self._latency: Any = None
+        self._redis: Redis | None = None
+        self._crawl_status: CrawlStatusCollector | None = None
+        crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(self.stop, signal=signals.engine_stopped)
+        crawler.signals.connect(self.response_received, signal=signals.response_received)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> MetricsExtension:
+        settings = crawler.settings
+        endpoint = metrics_endpoint(settings)
+        raw = settings.get("HERMIT_METRICS_FINAL_SCRAPE_TIMEOUT_SECONDS", 0)
+        try:
+            timeout = float(raw)
+        except (TypeError, ValueError):
+            timeout = -1.0
+        if timeout < 0:
+            raise NotConfigured(f"HERMIT_METRICS_FINAL_SCRAPE_TIMEOUT_SECONDS must be a number >= 0, got {raw!r}")
+        return cls(crawler, endpoint, timeout)
+
+    def build_registry(self, config: WorkerConfig) -> None:
+        """Register Hermit's metrics of crawl *config.crawl* (called when the spider opens)."""
+        crawl = config.crawl
+        Info("hermit_build", "Versions this worker runs.", ["crawl"], registry=self.registry).labels(crawl).info(
+            {"version": hermit.__version__, "scrapy_version": scrapy.__version__}
+        )
+        self._latency = Histogram(
+            "hermit_download_latency_seconds",
+            "Time from sending a request to receiving its response headers (Scrapy's download_latency).",
+            ["crawl"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        ).labels(crawl)
+        self._redis = status_client(config.redis_url)
+        keys = CrawlKeys(config.crawl, config.key_prefix)
+        client = self._redis
+        self._crawl_status = CrawlStatusCollector(lambda: read_crawl_status(client, keys), crawl, config.worker_id)
+        self.registry.register(CollectorGroup(crawl, {
+            "scrapy_stats": ScrapyStatsCollector(
+                lambda: dict(self.crawler.stats.get_stats()), crawl,
+                closing=self._spider_closing,
+            ),
+            "live_objects": LiveObjectsCollector(crawl),
+            "crawl_status": self._crawl_status,
+        }))
+
+    def _spider_closing(self) -> bool:
+        try:
+            return engine_hooks.is_closing(self.crawler)
+        except RuntimeError:  # Scrapy >= 2.14 raises for an engine not set yet
+            return False
+
+    def spider_opened(self, spider: Spider) -> None:
+        # The open scheduler's own config: its worker id is drawn at random unless set.
+        scheduler = scheduler_for(self.crawler)
+        config = scheduler.config if scheduler is not None else WorkerConfig.from_settings(
+            self.crawler.settings, spider.name)
+        self.build_registry(config)
+        registries = [self.registry] if self.default_registry is None else [self.default_registry, self.registry]
+        self.app = MetricsApp(Registries(registries))
+        server = BackgroundHTTPServer(self.endpoint.host, self.endpoint.port, self.app, "metrics")
+        try:
+            server.start()
+        except OSError as exc:
+            logger.error(
+                "Cannot serve metrics on %s:%d (%s); this worker runs without /metrics. "
+                "Set HERMIT_METRICS_PORT=0 for any free port.", self.endpoint.host, self.endpoint.port, exc,
+            )
+            return
+        self.server = server
+        logger.info(METRICS_LOG, server.url(METRICS_PATH))
+
+    def response_received(self, response: Response, request: Request, spider: Spider) -> None:
+        latency = request.meta.get("download_latency")
+        if self._latency is not None and isinstance(latency, (int, float)) and latency >= 0:
+            self._latency.observe(latency)
+
+    def spider_closed(self, spider: Spider, reason: str) -> Deferred | None:
+        if self._crawl_status is not None:
+            self._crawl_status.forget()  # the scheduler has just written its last batch
+        if self.server is None or self.app is None or self.final_scrape_timeout_seconds <= 0:
+            self.stop()
+            return None
+        from twisted.internet.task import LoopingCall
+
+        app, mark, timeout = self.app, self.app.scrapes_started, self.final_scrape_timeout_seconds
+        logger.info("Waiting up to %.0fs for a last scrape of %s", timeout, self.server.url(METRICS_PATH))
+
+        def check() -> None:
+            if app.answered_since(mark):
+                logger.info("Final metrics scraped")
+                poll.stop()
+            elif poll.clock.seconds() >= deadline:
+                logger.info("No scrape of the final metrics within %.0fs", timeout)
+                poll.stop()
+
+        poll = LoopingCall(check)
+        if self.clock is not None:
+            poll.clock = self.clock
+        deadline = poll.clock.seconds() + timeout
+        done = poll.start(FINAL_SCRAPE_POLL_SECONDS, now=True)
+        done.addBoth(lambda _: self.stop())
+        return done
+
+    def stop(self) -> None:
+        """Stop serving and close the Redis connection; idempotent."""
+        server, self.server = self.server, None
+        if server is not None:
+            server.stop()
+        client, self._redis = self._redis, None
+        if client is not None:
+            client.close()

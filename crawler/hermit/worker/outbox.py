@@ -1,0 +1,158 @@
+"""A worker's ordered buffer of writes to Redis: new requests, items, then acks.
+
+Scrapy hands the scheduler one request at a time and the item sink one item at a
+time; sending each alone would cost a round trip apiece. The outbox collects them
+and writes everything gathered during one turn of the reactor in one MULTI/EXEC
+transaction: dedup-and-push first, then items, then acks. An ack is therefore never
+written before the requests and items its response produced — if the worker dies
+in between, the lease comes back and the page is fetched again (at-least-once),
+and nothing is lost.
+
+If Redis is unreachable the outbox keeps everything and retries with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from hermit.worker.redis_health import RedisHealth
+
+if TYPE_CHECKING:
+    from hermit.queue.redis_queue import QueuedRequest, RedisRequestQueue
+
+logger = logging.getLogger(__name__)
+
+#: Called after a flush with the pushed payloads (whatever ``push`` was given
+#: as ``context``) and, for each, whether it was queued (False: duplicate).
+PushedCallback = Callable[[list[Any], list[bool]], None]
+
+
+class Outbox:
+    """Buffered, ordered writes of one worker.
+
+    ``max_operations``: flush at once when this many writes wait.
+    ``call_later(delay, fn)``: the reactor's scheduling (so tests can flush by hand).
+    """
+
+    def __init__(
+        self,
+        queue: RedisRequestQueue,
+        *,
+        health: RedisHealth,
+        call_later: Callable[[float, Callable[[], None]], Any],
+        max_operations: int = 500,
+        on_pushed: PushedCallback | None = None,
+    ) -> None:
+        self.queue = queue
+        self.health = health
+        self.call_later = call_later
+        self.max_operations = max_operations
+        self.on_pushed = on_pushed
+        self._pushes: list[QueuedRequest] = []
+        self._push_context: list[Any] = []
+        self._items: list[bytes] = []
+        self._acks: list[str] = []
+        self._next_batch_number = 0
+        self._unconfirmed: _Batch | None = None
+        self._flush_scheduled = False
+        self.flushes = 0
+
+    @property
+    def pending(self) -> int:
+        """Writes not yet confirmed by Redis."""
+        unconfirmed = self._unconfirmed.size if self._unconfirmed is not None else 0
+        return len(self._pushes) + len(self._items) + len(self._acks) + unconfirmed
+
+    def push(self, queued: QueuedRequest, context: Any = None) -> None:
+        self._pushes.append(queued)
+        self._push_context.append(context)
+        self._written()
+
+    def add_item(self, item_json: bytes) -> None:
+        self._items.append(item_json)
+        self._written()
+
+    def ack(self, lease_id: str) -> None:
+        self._acks.append(lease_id)
+        self._written()
+
+    def _written(self) -> None:
+        if self.pending >= self.max_operations and self.health.available():
+            self.flush()
+        else:
+            self._schedule(0.0 if self.health.available() else self.health.delay())
+
+    def _schedule(self, delay: float) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.call_later(delay, self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
+
+    def flush(self) -> bool:
+        """Write everything pending; return True if nothing is left.
+
+        A batch that failed is sent again alone, with its number, before anything
+        newer: if it had in fact landed (only the reply was lost), its pushes are
+        found already seen, its acks are no-ops and its items are not appended twice.
+        """
+        if not self.pending:
+            return True
+        if not self.health.available():
+            self._schedule(self.health.delay())
+            return False
+        while self.pending:
+            batch = self._unconfirmed or self._take_batch()
+            if not self._send(batch):
+                return False
+        return True
+
+    def _take_batch(self) -> _Batch:
+        batch = _Batch(self._next_batch_number, self._pushes, self._push_context, self._items, self._acks)
+        self._next_batch_number += 1
+        self._pushes, self._push_context, self._items, self._acks = [], [], [], []
+        return batch
+
+    def _send(self, batch: _Batch) -> bool:
+        pipe = self.queue.client.pipeline(transaction=True)
+        if batch.pushes:
+            self.queue.push_many(batch.pushes, client=pipe)
+        self.queue.add_items(batch.items, batch.number, client=pipe)
+        self.queue.ack(batch.acks, client=pipe)
+        try:
+            results = pipe.execute()
+        except redis.RedisError as exc:
+            # A failed MULTI/EXEC applied nothing, or (reply lost) everything.
+            self._unconfirmed = batch
+            self._schedule(self.health.failed(exc, "writing requests, items and acks"))
+            return False
+        finally:
+            pipe.reset()
+        self._unconfirmed = None
+        self.health.succeeded()
+        self.flushes += 1
+        if batch.pushes and self.on_pushed is not None:
+            self.on_pushed(batch.contexts, [bool(r) for r in results[0]])
+        return True
+
+
+@dataclass
+class _Batch:
+    """One transaction's worth of writes, numbered per worker."""
+
+    number: int
+    pushes: list[QueuedRequest]
+    contexts: list[Any]
+    items: list[bytes]
+    acks: list[str]
+
+    @property
+    def size(self) -> int:
+        return len(self.pushes) + len(self.items) + len(self.acks)

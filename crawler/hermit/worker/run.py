@@ -1,0 +1,134 @@
+"""Run one Hermit worker in this process: a Scrapy crawl with the Hermit add-on on.
+
+The spider is a name from the current Scrapy project (found through ``scrapy.cfg``,
+as ``scrapy crawl`` does), or ``demo`` for the built-in demo spider.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from scrapy.crawler import CrawlerProcess
+from scrapy.settings import Settings
+from scrapy.utils.project import get_project_settings
+
+logger = logging.getLogger(__name__)
+
+DEMO_SPIDER = "demo"
+
+#: Exit codes of a worker process.
+EXIT_FINISHED = 0
+EXIT_FAILED = 1
+EXIT_REDIS_UNAVAILABLE = 3
+EXIT_CONFIG = 4
+#: Stopped before the crawl ended (SIGTERM, SIGINT): a replacement should take over.
+EXIT_STOPPED = 5
+#: Drained and stopped because it went over its memory budget: replace it.
+EXIT_MEMORY_BUDGET = 6
+#: Stopped at once over its hard memory limit (leases returned): replace it.
+EXIT_MEMORY_HARD_LIMIT = 7
+#: A drain did not end within HERMIT_DRAIN_TIMEOUT_SECONDS (leases returned).
+EXIT_DRAIN_TIMEOUT = 8
+#: The finish reason of a spider closed by the memory budget.
+MEMORY_BUDGET_REASON = "memory_budget"
+
+
+@dataclass
+class WorkerOptions:
+    spider: str = DEMO_SPIDER
+    redis_url: str | None = None
+    crawl: str | None = None
+    spider_args: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def build_settings(options: WorkerOptions) -> Settings:
+    """Project settings (if any) + the Hermit add-on + command-line overrides."""
+    settings = get_project_settings() if os.environ.get("SCRAPY_SETTINGS_MODULE") or _in_project() else Settings()
+    addons = settings.getdict("ADDONS")
+    addons.setdefault("hermit.addon.Addon", 0)
+    settings.set("ADDONS", addons, "cmdline")
+    if options.redis_url:
+        settings.set("HERMIT_REDIS_URL", options.redis_url, "cmdline")
+    if options.crawl:
+        settings.set("HERMIT_CRAWL", options.crawl, "cmdline")
+    for name, value in options.settings.items():
+        settings.set(name, value, "cmdline")
+    return settings
+
+
+def _in_project() -> bool:
+    from scrapy.utils.conf import closest_scrapy_cfg
+
+    return bool(closest_scrapy_cfg())
+
+
+def check_redis_reachable(settings: Settings) -> str | None:
+    """None if the configured Redis answers a PING, else the error to report."""
+    import redis
+
+    from hermit.redis_url import redact_url
+    from hermit.settings import DEFAULT_REDIS_URL
+
+    url = settings.get("HERMIT_REDIS_URL") or settings.get("REDIS_URL") or DEFAULT_REDIS_URL
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=10, socket_timeout=10)
+    except ValueError as exc:
+        return f"invalid Redis URL {redact_url(url)}: {exc}"
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"cannot reach Redis at {redact_url(url)}: {exc}"
+    finally:
+        client.close()
+    return None
+
+
+def run_worker(options: WorkerOptions) -> int:
+    """Crawl until the spider closes; return the process exit code."""
+    from hermit.worker.scheduler import RedisUnavailable
+
+    settings = build_settings(options)
+    process = CrawlerProcess(settings)
+    # Checked before the crawl starts, so an unreachable Redis is one clear line
+    # rather than an engine that opens and fails halfway.
+    redis_error = check_redis_reachable(settings)
+    if redis_error:
+        logger.error("%s", redis_error)
+        return EXIT_REDIS_UNAVAILABLE
+    spider: Any = options.spider
+    if options.spider == DEMO_SPIDER and DEMO_SPIDER not in process.spider_loader.list():
+        from hermit.demo.spider import DemoSpider
+
+        spider = DemoSpider
+    crawler = process.create_crawler(spider)
+    failure_box: list[BaseException] = []
+
+    def failed(failure: Any) -> None:
+        failure_box.append(failure.value)
+
+    process.crawl(crawler, **options.spider_args).addErrback(failed)
+    process.start()
+    if failure_box:
+        error = failure_box[0]
+        if isinstance(error, RedisUnavailable):
+            logger.error("%s", error)
+            return EXIT_REDIS_UNAVAILABLE
+        from scrapy.exceptions import NotConfigured
+
+        from hermit.settings import InvalidSetting
+
+        if isinstance(error, (NotConfigured, InvalidSetting)):
+            logger.error("Invalid settings: %s", error)
+            return EXIT_CONFIG
+        logger.error("Worker failed: %s: %s", type(error).__name__, error)
+        return EXIT_FAILED
+    reason = crawler.stats.get_value("finish_reason") if crawler.stats else None
+    if reason == "finished":
+        return EXIT_FINISHED
+    if reason == MEMORY_BUDGET_REASON:
+        return EXIT_MEMORY_BUDGET
+    return EXIT_STOPPED if reason == "shutdown" else EXIT_FAILED

@@ -1,0 +1,352 @@
+"""A Scrapy scheduler backed by the crawl's shared Redis queue.
+
+Turn it on with ``SCHEDULER = "hermit.worker.scheduler.HermitScheduler"`` (the add-on
+does it). The worker keeps only a small prefetch of leased requests in memory;
+every request the spider yields is deduplicated by the Bloom filter and pushed to
+Redis, so memory does not grow with the crawl frontier.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections import deque
+from typing import TYPE_CHECKING
+
+import redis
+from scrapy import signals
+from scrapy.core.scheduler import BaseScheduler
+from twisted.internet.task import LoopingCall
+
+from hermit.keys import CrawlKeys
+from hermit.queue.codec import UndecodableEntry, UnserializableRequest, decode_request, encode_request
+from hermit.queue.redis_queue import Lease, QueuedRequest, RedisRequestQueue, read_status
+from hermit.settings import WorkerConfig
+from hermit.worker import engine_hooks
+from hermit.worker.outbox import Outbox
+from hermit.worker.redis_health import RedisHealth
+from hermit.redis_url import redact_url
+
+if TYPE_CHECKING:
+    from scrapy import Request, Spider
+    from scrapy.crawler import Crawler
+
+logger = logging.getLogger(__name__)
+
+_OPEN_SCHEDULERS: weakref.WeakKeyDictionary[Crawler, HermitScheduler] = weakref.WeakKeyDictionary()
+
+
+def scheduler_for(crawler: Crawler) -> HermitScheduler | None:
+    """The open Hermit scheduler of *crawler*, if any."""
+    return _OPEN_SCHEDULERS.get(crawler)
+
+
+def outbox_for(crawler: Crawler) -> Outbox | None:
+    """The open Hermit scheduler's outbox for *crawler* (the item sink writes through it)."""
+    scheduler = _OPEN_SCHEDULERS.get(crawler)
+    return scheduler.outbox if scheduler is not None else None
+
+
+class RedisUnavailable(RuntimeError):
+    """Redis could not be reached when the worker started."""
+
+
+class HermitScheduler(BaseScheduler):
+    """Shared Redis request queue with leases, Bloom dedup and bounded prefetch.
+
+    Settings (see :mod:`hermit.settings` for defaults): ``HERMIT_REDIS_URL`` (or
+    ``REDIS_URL``), ``HERMIT_CRAWL``, ``HERMIT_KEY_PREFIX``, ``HERMIT_WORKER_ID``,
+    ``HERMIT_PREFETCH_REQUESTS``, ``HERMIT_LEASE_TIMEOUT_SECONDS``,
+    ``HERMIT_IDLE_POLL_SECONDS``, ``HERMIT_IDLE_CLOSE_SECONDS``, ``HERMIT_QUEUE_ORDER``,
+    ``HERMIT_FLUSH_MAX_OPERATIONS``, ``HERMIT_REDIS_RETRY_MAX_SECONDS``,
+    ``HERMIT_REDIS_SOCKET_TIMEOUT_SECONDS``, ``HERMIT_DEDUP_*``.
+
+    Stats: ``scheduler/enqueued/redis``, ``scheduler/dequeued/redis``,
+    ``dupefilter/filtered``, ``hermit/leases/acked``, ``hermit/leases/returned``,
+    ``hermit/dead_letters``, ``hermit/requests/unserializable``,
+    ``hermit/redis/errors``. Duplicates are reported through Scrapy's
+    ``request_dropped`` signal, as Scrapy's own scheduler does.
+    """
+
+    def __init__(self, crawler: Crawler, config: WorkerConfig) -> None:
+        self.crawler = crawler
+        self.config = config
+        self.stats = crawler.stats
+        self.keys = CrawlKeys(config.crawl, config.key_prefix)
+        self.health = RedisHealth(config.redis_retry_max_seconds)
+        self.spider: Spider | None = None
+        self.client: redis.Redis | None = None
+        self.queue: RedisRequestQueue | None = None
+        self.outbox: Outbox | None = None
+        self._prefetched: deque[tuple[Lease, Request]] = deque()
+        self._in_progress: dict[Request, str] = {}
+        self._next_poll = 0.0
+        self._next_heartbeat = 0.0
+        self._done_since: float | None = None
+        self._done_checked = 0.0
+        self._ticker: LoopingCall | None = None
+        self._returned_on_close = False
+        self._closed = False
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> HermitScheduler:
+        assert crawler.spider is not None
+        return cls(crawler, WorkerConfig.from_settings(crawler.settings, crawler.spider.name))
+
+    # BaseScheduler interface -------------------------------------------------
+
+    def open(self, spider: Spider) -> None:
+        self.spider = spider
+        config = self.config
+        self.client = redis.Redis.from_url(
+            config.redis_url,
+            socket_timeout=config.redis_socket_timeout_seconds,
+            socket_connect_timeout=min(2.0, config.redis_socket_timeout_seconds),
+        )
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            raise RedisUnavailable(
+                f"cannot reach Redis at {redact_url(config.redis_url)}: {exc}"
+            ) from None
+        self.queue = RedisRequestQueue(
+            self.client, self.keys, config.worker_id, order=config.queue_order,
+            lease_timeout_seconds=config.lease_timeout_seconds, bloom=config.bloom,
+        )
+        from twisted.internet import reactor  # the one Scrapy installed, not a default
+
+        self.outbox = Outbox(
+            self.queue, health=self.health, call_later=reactor.callLater,
+            max_operations=config.flush_max_operations, on_pushed=self._pushed,
+        )
+        _OPEN_SCHEDULERS[self.crawler] = self
+        engine_hooks.check_supported(self.crawler)
+        engine_hooks.on_request_finished(self.crawler, self._request_finished)
+        self._heartbeat()
+        self._ticker = LoopingCall(self._tick)
+        self._ticker.start(config.idle_poll_seconds, now=False)
+        logger.info(
+            "Hermit worker %s on crawl %r at %s (prefetch %d, lease timeout %.1fs)",
+            config.worker_id, config.crawl, redact_url(config.redis_url),
+            config.prefetch_requests, config.lease_timeout_seconds,
+        )
+
+    def close(self, reason: str) -> None:
+        """Write what is pending, then give back every lease still held (prefetched or
+        in progress). Also called directly before a worker exits at once (hard memory
+        limit, drain deadline); a second call does nothing."""
+        if self._ticker is not None and self._ticker.running:
+            self._ticker.stop()
+        if self.queue is None or self.outbox is None or self.client is None or self._closed:
+            return
+        self._closed = True
+        flushed = self._flush_before_exit()
+        if flushed:
+            try:
+                returned = self.queue.release(None)
+            except redis.RedisError as exc:
+                logger.warning("Could not return leases at close (%s); they expire in %.0fs",
+                               exc, self.config.lease_timeout_seconds)
+            else:
+                if returned:
+                    self.stats.inc_value("hermit/leases/returned", returned)
+                    logger.info("Returned %d unprocessed requests to the queue", returned)
+        else:
+            logger.warning(
+                "Redis unreachable at close: %d writes not sent; this worker's leases return "
+                "to the queue in %.0fs and their pages are fetched again",
+                self.outbox.pending, self.config.lease_timeout_seconds,
+            )
+        self._prefetched.clear()
+        self._in_progress.clear()
+        _OPEN_SCHEDULERS.pop(self.crawler, None)
+        self.client.close()
+
+    def count_crawl_wide(self, counter: str, amount: int = 1) -> None:
+        """Add to one of the crawl's shared counters (``hermit status``); best effort."""
+        if self.client is None:
+            return
+        try:
+            self.client.hincrby(self.keys.stats, counter, amount)
+        except redis.RedisError as exc:
+            logger.warning("Could not count %s in Redis: %s", counter, exc)
+
+    def has_pending_requests(self) -> bool:
+        if self._prefetched or (self.outbox is not None and self.outbox.pending):
+            return True
+        if self.config.idle_close_seconds <= 0:
+            return True  # a long-running worker waits for new seeds
+        return not self._crawl_done_long_enough()
+
+    def enqueue_request(self, request: Request) -> bool:
+        """Accept *request* for the shared queue; return False if it can't be queued.
+
+        Dedup happens when the outbox writes (a moment later, batched); duplicates
+        are then reported through ``request_dropped``.
+        """
+        assert self.outbox is not None
+        try:
+            entry = encode_request(request, self.spider)
+        except UnserializableRequest as exc:
+            self.stats.inc_value("hermit/requests/unserializable")
+            logger.error("Dropped a request that can't be queued: %s", exc)
+            return False
+        fingerprint = None if request.dont_filter else self.crawler.request_fingerprinter.fingerprint(request)
+        self.outbox.push(QueuedRequest(entry, request.priority, fingerprint), context=request)
+        return True
+
+    def next_request(self) -> Request | None:
+        if not self._prefetched:
+            self._refill()
+        if not self._prefetched:
+            return None
+        lease, request = self._prefetched.popleft()
+        self._in_progress[request] = lease.id
+        self.stats.inc_value("scheduler/dequeued/redis")
+        return request
+
+    def __len__(self) -> int:
+        return len(self._prefetched)
+
+    # internals ---------------------------------------------------------------
+
+    def _refill(self) -> None:
+        assert self.queue is not None
+        now = time.monotonic()
+        if now < self._next_poll or not self.health.available() or engine_hooks.is_closing(self.crawler):
+            return
+        if self.outbox is not None and self.outbox.pending:
+            # Requests the spider produced before asking for the next one are in the
+            # queue first, as they would be in Scrapy's own scheduler: priorities and
+            # depth-first order then hold exactly.
+            if not self.outbox.flush():
+                return
+        if not self._in_progress:
+            self._return_stale_leases()
+        try:
+            leases = self.queue.lease(self.config.prefetch_requests)
+        except redis.RedisError as exc:
+            self.stats.inc_value("hermit/redis/errors")
+            self.health.failed(exc, "leasing requests")
+            return
+        self.health.succeeded()
+        if not leases:
+            self._next_poll = now + self.config.idle_poll_seconds
+            return
+        for lease in leases:
+            try:
+                request = decode_request(lease.entry, self.spider, lease.priority)
+            except UndecodableEntry as exc:
+                self._dead_letter(lease, str(exc))
+                continue
+            self._prefetched.append((lease, request))
+
+    def _return_stale_leases(self) -> None:
+        """Return leases Redis says this worker holds while it holds none.
+
+        That happens only if Redis lost its last writes (a crash with ``appendfsync
+        everysec`` or no persistence): the acks that were lost leave leases that no
+        request in this worker will ever ack, and the crawl would never look done.
+        """
+        assert self.queue is not None
+        try:
+            returned = self.queue.release(None)
+        except redis.RedisError as exc:
+            self.health.failed(exc, "checking for stale leases")
+            return
+        if returned:
+            self.stats.inc_value("hermit/leases/stale_returned", returned)
+            logger.warning("Returned %d leases this worker no longer held (Redis lost recent writes?)", returned)
+
+    def _dead_letter(self, lease: Lease, reason: str) -> None:
+        assert self.queue is not None
+        self.stats.inc_value("hermit/dead_letters")
+        try:
+            self.queue.dead_letter(lease, reason)
+        except redis.RedisError as exc:
+            # The lease stays; it comes back (and is dead-lettered) after this worker stops.
+            self.health.failed(exc, "dead-lettering an entry")
+
+    def _pushed(self, requests: list[Request], queued: list[bool]) -> None:
+        for request, was_queued in zip(requests, queued):
+            if was_queued:
+                self.stats.inc_value("scheduler/enqueued/redis")
+            else:
+                self.stats.inc_value("dupefilter/filtered")
+                logger.debug("Filtered duplicate request: %s", request)
+                self.crawler.signals.send_catch_log(
+                    signals.request_dropped, request=request, spider=self.spider
+                )
+        if any(queued):
+            self._next_poll = 0.0  # there is work now, maybe for us
+
+    def _request_finished(self, request: Request) -> None:
+        lease_id = self._in_progress.pop(request, None)
+        if lease_id is not None and self.outbox is not None:
+            self.outbox.ack(lease_id)
+            self.stats.inc_value("hermit/leases/acked")
+
+    def _heartbeat(self) -> None:
+        assert self.queue is not None
+        self._next_heartbeat = time.monotonic() + self.config.lease_timeout_seconds / 3
+        try:
+            _, returned = self.queue.heartbeat()
+        except redis.RedisError as exc:
+            self.stats.inc_value("hermit/redis/errors")
+            self.health.failed(exc, "renewing leases")
+            return
+        self.health.succeeded()
+        if returned:
+            self._next_poll = 0.0
+
+    def _tick(self) -> None:
+        # Heart-beat while draining too: in-flight requests keep their leases.
+        if time.monotonic() >= self._next_heartbeat and self.health.available():
+            self._heartbeat()
+        if engine_hooks.is_closing(self.crawler):
+            self._return_unstarted()
+            return
+        if not self._prefetched and time.monotonic() >= self._next_poll:
+            engine_hooks.wake_engine(self.crawler)
+
+    def _return_unstarted(self) -> None:
+        """Give back prefetched requests as soon as the engine starts closing."""
+        if not self._prefetched or self.queue is None:
+            return
+        ids = [lease.id for lease, _ in self._prefetched]
+        try:
+            returned = self.queue.release(ids)
+        except redis.RedisError as exc:
+            self.health.failed(exc, "returning unstarted requests")
+            return
+        self._prefetched.clear()
+        self.stats.inc_value("hermit/leases/returned", returned)
+        logger.info("Stopping: returned %d unstarted requests to the queue", returned)
+
+    def _crawl_done_long_enough(self) -> bool:
+        now = time.monotonic()
+        if now - self._done_checked >= self.config.idle_poll_seconds:
+            self._done_checked = now
+            done = False
+            if self.health.available():
+                try:
+                    done = read_status(self.client, self.keys).done
+                except redis.RedisError as exc:
+                    self.health.failed(exc, "reading the queue status")
+            if not done:
+                self._done_since = None
+            elif self._done_since is None:
+                self._done_since = now
+        return self._done_since is not None and now - self._done_since >= self.config.idle_close_seconds
+
+    def _flush_before_exit(self) -> bool:
+        assert self.outbox is not None
+        deadline = time.monotonic() + min(30.0, self.config.lease_timeout_seconds)
+        while True:
+            self.health.retry_at = 0.0
+            if self.outbox.flush():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(1.0, self.config.redis_retry_max_seconds))

@@ -1,0 +1,60 @@
+"""What the chart tests share: paths, the ci/ values files, a rendered chart."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "hermit"
+RELEASE = "crawl"
+NAMESPACE = "crawl"
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+#: Kubernetes versions the rendered manifests are validated against: the oldest the
+#: chart supports (Chart.yaml kubeVersion) and the newest kubernetes-validate knows.
+KUBERNETES_VERSIONS = ("1.27.0", "1.37.0")
+
+
+@dataclass
+class Rendered:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def docs(self) -> list[dict]:
+        assert self.returncode == 0, self.stderr
+        return [doc for doc in yaml.safe_load_all(self.stdout) if doc]
+
+    def kind(self, kind: str) -> list[dict]:
+        return [doc for doc in self.docs if doc["kind"] == kind]
+
+    def one(self, kind: str, name_suffix: str = "") -> dict:
+        found = [doc for doc in self.kind(kind) if doc["metadata"]["name"].endswith(name_suffix)]
+        assert len(found) == 1, f"expected one {kind} named *{name_suffix}, got {[d['metadata']['name'] for d in found]}"
+        return found[0]
+
+
+def pod_spec(doc: dict) -> dict:
+    """The pod spec of a workload (Deployment, StatefulSet, Job) or of a Pod."""
+    if doc["kind"] == "Pod":
+        return doc["spec"]
+    return doc["spec"]["template"]["spec"]
+
+
+def workloads(docs: list[dict]) -> list[dict]:
+    return [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job", "Pod")]
+
+
+def default_settings() -> dict[str, object]:
+    """DEFAULT_SETTINGS of crawler/hermit/settings.py, read without importing Hermit."""
+    tree = ast.parse((REPO / "crawler" / "hermit" / "settings.py").read_text())
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else (
+            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+        if isinstance(target, ast.Name) and target.id == "DEFAULT_SETTINGS":
+            return {ast.literal_eval(k): v for k, v in zip(node.value.keys, node.value.values)}
+    raise AssertionError("DEFAULT_SETTINGS not found in crawler/hermit/settings.py")

@@ -1,0 +1,157 @@
+"""The monitoring sources, the promtool and prometheus binaries, and a real Prometheus."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ALERTS = ROOT / "monitoring" / "prometheus" / "alerts.yaml"
+ALERTS_TEST = ROOT / "monitoring" / "prometheus" / "alerts_test.yaml"
+DASHBOARD = ROOT / "monitoring" / "grafana" / "hermit-crawl.json"
+RUNBOOKS = ROOT / "docs" / "observability.md"
+
+
+def binary(name: str) -> str:
+    """The path of *name*; fails (never skips) when it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(
+            f"{name} is not installed: these tests need Debian's prometheus package "
+            "(`make test` installs it as root: apt-get install prometheus)", pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return binary("promtool")
+
+
+@pytest.fixture(scope="session")
+def alert_rules() -> list[dict]:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+@pytest.fixture(scope="session")
+def dashboard() -> dict:
+    return json.loads(DASHBOARD.read_text())
+
+
+@pytest.fixture(scope="session")
+def dashboard_queries(dashboard: dict) -> list[tuple[str, str]]:
+    """(panel title, expression) of every query in the dashboard."""
+    return [(panel["title"], target["expr"]) for panel in dashboard["panels"] if panel["type"] != "row"
+            for target in panel["targets"]]
+
+
+@pytest.fixture(scope="session")
+def sources() -> dict[str, Path]:
+    return {"alerts": ALERTS, "alerts_test": ALERTS_TEST, "dashboard": DASHBOARD, "runbooks": RUNBOOKS}
+
+
+class Prometheus:
+    """A real Prometheus server on loopback, scraping *targets* every second, with the alert rules loaded."""
+
+    def __init__(self, workdir: Path, targets: list[str]) -> None:
+        self.workdir = workdir
+        self.targets = targets
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self, attempts: int = 3) -> Prometheus:
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
+            "rule_files": [str(ALERTS)],
+            "scrape_configs": [{"job_name": "hermit-worker", "static_configs": [{"targets": self.targets}]}],
+        }
+        (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+        for attempt in range(attempts):
+            port = _free_port()  # Prometheus can't report a port it picked: pick one, retry on a clash
+            self.url = f"http://127.0.0.1:{port}"
+            log = (self.workdir / "prometheus.log").open("wb")
+            self.process = subprocess.Popen(
+                [binary("prometheus"), f"--config.file={self.workdir / 'prometheus.yml'}",
+                 f"--storage.tsdb.path={self.workdir / f'data-{attempt}'}",
+                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+            log.close()
+            deadline = time.monotonic() + 60
+            while self.process.poll() is None and time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as response:
+                        if response.status == 200:
+                            return self
+                except (urllib.error.URLError, ConnectionError):
+                    time.sleep(0.2)
+            self.stop()
+        raise AssertionError(f"Prometheus did not start:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        return (self.workdir / "prometheus.log").read_text(errors="replace")
+
+    def api(self, path: str, **params: str) -> dict:
+        url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:  # 400/422 carry the PromQL error
+            return json.loads(error.read())
+
+    def query(self, expr: str) -> list[dict]:
+        answer = self.api("query", query=expr)
+        assert answer["status"] == "success", f"{expr}: {answer.get('error')}"
+        return answer["data"]["result"]
+
+    def wait_for(self, expr: str, expected: float, at_least: bool = False, timeout: float = 60.0) -> None:
+        """Until *expr* (one series) equals *expected* (or is at least that): Prometheus catches up."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.query(expr)
+            value = float(result[0]["value"][1]) if len(result) == 1 else None
+            if value is not None and (value >= expected if at_least else value == expected):
+                return
+            assert time.monotonic() < deadline, f"{expr} = {value}, expected {expected}"
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator:
+    """``prometheus(targets)`` starts a real Prometheus scraping ``host:port`` targets."""
+    started: list[Prometheus] = []
+
+    def start(targets: list[str]) -> Prometheus:
+        started.append(Prometheus(tmp_path, targets).start())
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
