@@ -47,7 +47,8 @@ def demo_site(request):
 def pytest_collection_modifyitems(config, items):
     # Tests that drive real Scrapy crawls run on the oldest supported Scrapy too (make
     # test-oldest), except the long ones (marked slow), which exercise the same hooks.
+    # Folders are matched below the tests' root, never on the clone's own path.
     for item in items:
-        path = str(item.fspath)
-        if ("/worker/" in path or "/local/" in path) and item.get_closest_marker("slow") is None:
+        folders = item.path.relative_to(config.rootpath).parts[:-1]
+        if {"worker", "local"} & set(folders) and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.scrapy_versions)
