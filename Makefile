@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # what it needs older, in constraints-oldest.txt: those pins replace constraints.txt's.
 VENV_OLDEST ?= .venv-scrapy-oldest
 
-.PHONY: demo test test-newest test-oldest venv clean
+.PHONY: demo test test-newest test-oldest venv clean docs
 
 # The Helm chart and the images: test-chart, test-images (and their helpers).
 include mk/kubernetes.mk
@@ -31,6 +31,11 @@ $(VENV_OLDEST)/.installed: pyproject.toml recycling/pyproject.toml constraints.t
 ## Crawl the built-in demo site with 3 local workers, one shared Redis queue and Bloom filter.
 demo: venv
 	$(BIN)/hermit crawl --workers 3 --output items.jsonl
+
+## Regenerate the settings and metrics tables of docs/settings.md and docs/metrics.md
+## from the code (tests/crawler/test_docs_reference.py fails while they are stale).
+docs: venv
+	$(BIN)/python -m hermit.docs_reference
 
 ## The whole test suite on the newest supported Scrapy, the Scrapy-facing tests on the
 ## oldest, the Helm chart, and the images built and run with podman.

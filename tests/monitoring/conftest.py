@@ -63,19 +63,27 @@ def sources() -> dict[str, Path]:
 
 
 class Prometheus:
-    """A real Prometheus server on loopback, scraping *targets* every second, with the alert rules loaded."""
+    """A real Prometheus server on loopback, scraping *targets* every second, with the alert rules loaded.
 
-    def __init__(self, workdir: Path, targets: list[str]) -> None:
+    With *file_sd*, it finds its targets in that file instead (``file_sd_configs``), as
+    a user points it at the local pool's targets file.
+    """
+
+    def __init__(self, workdir: Path, targets: list[str], file_sd: Path | None = None) -> None:
         self.workdir = workdir
         self.targets = targets
+        self.file_sd = file_sd
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
     def start(self, attempts: int = 3) -> Prometheus:
+        job = {"job_name": "hermit-worker", "static_configs": [{"targets": self.targets}]}
+        if self.file_sd is not None:
+            job = {"job_name": "hermit-worker", "file_sd_configs": [{"files": [str(self.file_sd)], "refresh_interval": "1s"}]}
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
             "rule_files": [str(ALERTS)],
-            "scrape_configs": [{"job_name": "hermit-worker", "static_configs": [{"targets": self.targets}]}],
+            "scrape_configs": [job],
         }
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         for attempt in range(attempts):
@@ -145,11 +153,12 @@ def _free_port() -> int:
 
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator:
-    """``prometheus(targets)`` starts a real Prometheus scraping ``host:port`` targets."""
+    """``prometheus(targets)`` starts a real Prometheus scraping ``host:port`` targets;
+    ``prometheus([], file_sd=path)`` one that reads them from a targets file."""
     started: list[Prometheus] = []
 
-    def start(targets: list[str]) -> Prometheus:
-        started.append(Prometheus(tmp_path, targets).start())
+    def start(targets: list[str], file_sd: Path | None = None) -> Prometheus:
+        started.append(Prometheus(tmp_path, targets, file_sd).start())
         return started[-1]
 
     yield start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -121,3 +122,38 @@ def test_prometheus_scrapes_the_workers_and_every_query_finds_data(
                 process.send_signal(signal.SIGTERM)
         codes = [process.wait(60) for process, _ in workers]
     assert codes == [EXIT_STOPPED] * WORKERS
+
+
+def test_prometheus_follows_a_local_crawls_workers_through_its_targets_file(tmp_path, redis_url, prometheus):
+    """``hermit crawl`` lists every worker's /metrics in a file_sd targets file that a real Prometheus follows."""
+    crawl, workers = "local-prom", 2
+    logs = tmp_path / "logs"
+    targets_file = logs / "prometheus-targets.json"
+    command = [sys.executable, "-m", "hermit.cli", "crawl", "--workers", str(workers), "--redis", redis_url,
+               "--crawl", crawl, "--pages", "150", "--log-dir", str(logs), "-o", str(tmp_path / "items.jsonl"),
+               # Workers stay up after the crawl is done, until stopped, for Prometheus to see them.
+               "--idle-close-seconds", "0", "-s", "CONCURRENT_REQUESTS=4"]
+    with (tmp_path / "crawl.log").open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not (targets_file.exists() and len(json.loads(targets_file.read_text())) == workers):
+            assert process.poll() is None, (tmp_path / "crawl.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the pool never listed its workers' metrics"
+            time.sleep(0.1)
+        groups = json.loads(targets_file.read_text())
+        assert sorted(group["labels"]["slot"] for group in groups) == ["0", "1"]
+
+        server = prometheus([], file_sd=targets_file)
+        server.wait_for('count(up{job="hermit-worker"} == 1)', workers)
+        assert sorted(series["metric"]["slot"] for series in server.query("up")) == ["0", "1"]
+        # Each worker's own series, under the crawl's own label (not renamed by the target's labels).
+        server.wait_for(f'count(hermit_build_info{{crawl="{crawl}"}})', workers)
+        process.send_signal(signal.SIGTERM)  # the pool drains its workers and ends
+        assert process.wait(180) == 0, (tmp_path / "crawl.log").read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "Prometheus targets (file_sd_configs) in" in (tmp_path / "crawl.log").read_text()
+    assert json.loads(targets_file.read_text()) == [], "stopped workers are still listed"

@@ -10,6 +10,18 @@ import redis
 
 from hermit.keys import CrawlKeys, validate_crawl_name
 from hermit.redis_url import redact_url
+from hermit.setting_spec import EnvironmentVariable
+
+#: The environment the ``hermit`` commands read: the envvar of the options below (and of
+#: ``hermit dedup``'s own copies of them, see :mod:`hermit.dedup.cli`).
+REDIS_URL_VARIABLE = EnvironmentVariable(
+    "HERMIT_REDIS_URL", "`--redis` of the `hermit` commands",
+    "`--redis` is needed, except by `hermit crawl` (which then starts an embedded Redis)",
+)
+CRAWL_VARIABLE = EnvironmentVariable(
+    "HERMIT_CRAWL", "`--crawl` of the `hermit` commands",
+    "`--crawl` is needed, except by `hermit crawl` and `hermit worker` (the spider's name)",
+)
 
 
 def _crawl_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -20,8 +20,14 @@ from scrapy.http import Response, TextResponse
 from w3lib.url import url_query_cleaner
 
 from hermit.demo.site import calendar_month, calendar_window
+from hermit.setting_spec import Setting
 
-START_URL_SETTING = "HERMIT_DEMO_URL"
+#: The demo spider's start URL when none is given as a spider argument.
+START_URL = Setting(
+    "HERMIT_DEMO_URL", None, "the demo spider's start URL when it is not given as `-a url=…`",
+    "None (then `-a url=…` is needed)",
+)
+START_URL_SETTING = START_URL.name
 SESSION_PARAMETERS = ("sid",)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 

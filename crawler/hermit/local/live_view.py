@@ -57,7 +57,9 @@ def render(status: CrawlStatus, pool: WorkerPool, progress: Progress, rss: dict[
         if slot.running and slot.draining_since is not None:
             state = "draining"
         memory = _mib(rss[slot.index]) if slot.index in rss else "-"
-        table.add_row(f"worker {slot.index}", f"{state}, RSS {memory}, pid {slot.pid or '-'}, restarts {slot.restarts}")
+        served = f", {slot.endpoints.metrics}" if slot.endpoints.metrics else ""
+        table.add_row(f"worker {slot.index}",
+                      f"{state}, RSS {memory}, pid {slot.pid or '-'}, restarts {slot.restarts}{served}")
     if pool.recycles:
         last = pool.recycles[-1]
         table.add_row("recycles", f"{len(pool.recycles)}; last: worker {last.index}, {last.reason}, "

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psutil
 
+from hermit.observability.endpoint_log import WorkerEndpoints, endpoints_in_log
 from hermit.worker.run import (
     EXIT_CONFIG,
     EXIT_DRAIN_TIMEOUT,
@@ -31,6 +32,8 @@ from hermit.worker.run import (
 )
 
 logger = logging.getLogger(__name__)
+
+NO_ENDPOINTS = WorkerEndpoints(metrics=None, diagnostics=None)
 
 #: A worker that dies sooner than this after start counts as a failed start.
 QUICK_DEATH_SECONDS = 5.0
@@ -72,6 +75,8 @@ class WorkerSlot:
     exits: list[int] = field(default_factory=list)
     draining_since: float | None = None  # when the pool told it to drain
     peak_rss_bytes: int | None = None  # of the current process, as last seen
+    log_offset: int = 0  # where the current process's lines start in its log
+    endpoints: WorkerEndpoints = NO_ENDPOINTS  # of the current process, once it has logged them
 
     @property
     def pid(self) -> int | None:
@@ -110,6 +115,8 @@ class WorkerPool:
 
     def _spawn(self, slot: WorkerSlot) -> None:
         log = slot.log_path.open("ab")
+        slot.log_offset = log.tell()
+        slot.endpoints = NO_ENDPOINTS
         slot.process = subprocess.Popen(
             [*self.command, "-s", f"HERMIT_WORKER_ID=local-{slot.index}-{slot.restarts}"],
             stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
@@ -119,6 +126,28 @@ class WorkerPool:
         slot.restart_at = None
         slot.draining_since = None
         slot.peak_rss_bytes = None
+
+    def refresh_endpoints(self) -> bool:
+        """Read the endpoints that running workers have logged since they started; True if any changed.
+
+        Each worker serves /metrics and diagnostics on a free port and logs where
+        (``HERMIT_METRICS_PORT=0``); a worker that stopped serving loses its entry.
+        """
+        changed = False
+        for slot in self.slots:
+            found = NO_ENDPOINTS
+            if slot.running:
+                found = slot.endpoints
+                if found.metrics is None or found.diagnostics is None:
+                    try:
+                        with slot.log_path.open("rb") as log:
+                            log.seek(slot.log_offset)
+                            found = endpoints_in_log(log.read().decode("utf-8", "replace"))
+                    except OSError:
+                        found = slot.endpoints
+            if found != slot.endpoints:
+                slot.endpoints, changed = found, True
+        return changed
 
     def poll(self) -> None:
         """Notice exits; restart workers when their delay has passed; kill stuck drains."""

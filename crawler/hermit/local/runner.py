@@ -7,7 +7,9 @@ when no target is given) are stopped when the crawl ends.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import redis
 from hermit_recycling import RecyclePolicy, WorkerState, decide
@@ -33,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 WORKER_SOFT_BUDGET_RATIO = 1.25
 WORKER_HARD_LIMIT_RATIO = 1.5
+#: In the log directory: every running worker's /metrics, for Prometheus' file_sd_configs.
+PROMETHEUS_TARGETS_FILE = "prometheus-targets.json"
 
 
 @dataclass
@@ -89,6 +94,7 @@ class LocalCrawl:
         self.options = options
         self.on_refresh = on_refresh
         self.pool: WorkerPool | None = None
+        self.targets_path: Path | None = None  # the Prometheus targets file, once the crawl runs
         self._stop_requested = False
 
     @contextlib.contextmanager
@@ -155,6 +161,9 @@ class LocalCrawl:
                 command, options.workers, log_dir, drain_timeout_seconds=options.drain_timeout_seconds,
             )
             progress = Progress(started=started)
+            self.targets_path = log_dir / PROMETHEUS_TARGETS_FILE
+            write_prometheus_targets(self.targets_path, pool)
+            logger.info("Worker logs in %s; Prometheus targets (file_sd_configs) in %s", log_dir, self.targets_path)
             previous = signal.signal(signal.SIGTERM, self._request_stop)
             try:
                 pool.start()
@@ -165,6 +174,8 @@ class LocalCrawl:
             finally:
                 signal.signal(signal.SIGTERM, previous)
                 pool.stop()
+                pool.refresh_endpoints()
+                write_prometheus_targets(self.targets_path, pool)  # no worker serves any more
             status = read_crawl_status(client, keys)
             written = 0
             if options.output is not None:
@@ -223,6 +234,8 @@ class LocalCrawl:
                 time.sleep(self.options.refresh_seconds)
                 continue
             progress.update(status, rss)
+            if pool.refresh_endpoints():
+                write_prometheus_targets(self.targets_path, pool)
             if self.policy is not None:
                 self._recycle_over_budget(pool, rss)
             if self.on_refresh is not None:
@@ -230,6 +243,24 @@ class LocalCrawl:
             if pool.all_finished or self._stop_requested:
                 return status
             time.sleep(self.options.refresh_seconds)
+
+
+def write_prometheus_targets(path: Path, pool: WorkerPool) -> None:
+    """Write every running worker's metrics address as a Prometheus file_sd target group.
+
+    Prometheus re-reads the file when it changes: point a ``file_sd_configs`` job at it
+    and it scrapes each worker, replacements included. Written whole, then renamed, so a
+    reader never sees half of it. The workers' series carry their own ``crawl`` label;
+    the target adds only the pool slot.
+    """
+    targets = []
+    for slot in pool.slots:
+        if slot.endpoints.metrics:
+            parts = urlsplit(slot.endpoints.metrics)
+            targets.append({"targets": [parts.netloc], "labels": {"slot": str(slot.index)}})
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(json.dumps(targets, indent=2) + "\n")
+    os.replace(partial, path)
 
 
 def _first_valid(seeds: list[tuple[int, str]]) -> str | None:

@@ -8,5 +8,6 @@ Two Scrapy extensions, both turned on by the add-on:
   telnet console gave for leak hunting — ``prefs()``, ``get_oldest()``,
   ``iter_all()`` — plus tracemalloc, over HTTP (``HERMIT_DIAGNOSTICS_*``).
 
-See ``docs/observability.md`` for the metric names and the endpoints.
+See ``docs/observability.md`` for the endpoints and ``docs/metrics.md`` for every metric
+(generated from :func:`hermit.observability.metrics.register_worker_metrics`).
 """

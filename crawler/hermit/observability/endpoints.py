@@ -15,12 +15,19 @@ from typing import TYPE_CHECKING
 
 from scrapy.exceptions import NotConfigured
 
+from hermit.setting_spec import EnvironmentVariable
+
 if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
 
-#: Read when ``HERMIT_DIAGNOSTICS_TOKEN`` is not set, so a token can come from a
-#: Kubernetes Secret without appearing on a command line.
+#: Read when the setting ``HERMIT_DIAGNOSTICS_TOKEN`` is not set, so a token can come
+#: from a Kubernetes Secret without appearing on a command line.
 TOKEN_ENVIRONMENT_VARIABLE = "HERMIT_DIAGNOSTICS_TOKEN"
+TOKEN_VARIABLE = EnvironmentVariable(
+    TOKEN_ENVIRONMENT_VARIABLE,
+    "the diagnostics token when the setting `HERMIT_DIAGNOSTICS_TOKEN` is not set (e.g. from a Secret)",
+    "no token: diagnostics on loopback only",
+)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ recorded as it happens (one observation per response).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import scrapy
@@ -17,7 +19,7 @@ from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
 import hermit
-from hermit.crawl_status import read_crawl_status
+from hermit.crawl_status import CrawlStatus, read_crawl_status
 from hermit.keys import CrawlKeys
 from hermit.observability.collector_group import CollectorGroup
 from hermit.observability.crawl_metrics import CrawlStatusCollector, status_client
@@ -46,6 +48,43 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 FINAL_SCRAPE_POLL_SECONDS = 0.1
 
 
+@dataclass(frozen=True)
+class WorkerMetrics:
+    """What :func:`register_worker_metrics` registered that the extension feeds or resets."""
+
+    latency: Any  # the download-latency histogram of the crawl (its labelled child)
+    crawl_status: CrawlStatusCollector
+
+
+def register_worker_metrics(
+    registry: CollectorRegistry, crawl: str, worker_id: str, *,
+    get_stats: Callable[[], Mapping[str, Any]], closing: Callable[[], bool],
+    read_status: Callable[[], CrawlStatus],
+) -> WorkerMetrics:
+    """Register every ``hermit_*`` metric of worker *worker_id* of crawl *crawl* in *registry*.
+
+    The collectors read *get_stats* (the crawler's stats), *closing* (whether the spider
+    is draining) and *read_status* (the crawl's state in Redis) when scraped. The
+    metrics reference, docs/metrics.md, is generated from what this registers
+    (:mod:`hermit.docs_reference`).
+    """
+    Info("hermit_build", "Versions this worker runs.", ["crawl"], registry=registry).labels(crawl).info(
+        {"version": hermit.__version__, "scrapy_version": scrapy.__version__}
+    )
+    latency = Histogram(
+        "hermit_download_latency_seconds",
+        "Time from sending a request to receiving its response headers (Scrapy's download_latency).",
+        ["crawl"], buckets=LATENCY_BUCKETS, registry=registry,
+    ).labels(crawl)
+    crawl_status = CrawlStatusCollector(read_status, crawl, worker_id)
+    registry.register(CollectorGroup(crawl, {
+        "scrapy_stats": ScrapyStatsCollector(get_stats, crawl, closing=closing),
+        "live_objects": LiveObjectsCollector(crawl),
+        "crawl_status": crawl_status,
+    }))
+    return WorkerMetrics(latency, crawl_status)
+
+
 class MetricsExtension:
     """Serves the worker's metrics at ``http://HERMIT_METRICS_HOST:HERMIT_METRICS_PORT/metrics``.
 
@@ -60,7 +99,7 @@ class MetricsExtension:
     registers there) and Hermit's own ``hermit_*`` metrics: this worker's counts from
     its Scrapy stats, the download latency histogram, live objects by class, build
     info, and the crawl-wide ``hermit_crawl_*`` gauges and counters read from Redis.
-    See ``docs/observability.md``.
+    See ``docs/observability.md``; every metric is listed in ``docs/metrics.md``.
 
     If the port can't be bound, the crawl goes on without metrics (an error is logged).
     """
@@ -98,27 +137,17 @@ class MetricsExtension:
 
     def build_registry(self, config: WorkerConfig) -> None:
         """Register Hermit's metrics of crawl *config.crawl* (called when the spider opens)."""
-        crawl = config.crawl
-        Info("hermit_build", "Versions this worker runs.", ["crawl"], registry=self.registry).labels(crawl).info(
-            {"version": hermit.__version__, "scrapy_version": scrapy.__version__}
-        )
-        self._latency = Histogram(
-            "hermit_download_latency_seconds",
-            "Time from sending a request to receiving its response headers (Scrapy's download_latency).",
-            ["crawl"], buckets=LATENCY_BUCKETS, registry=self.registry,
-        ).labels(crawl)
         self._redis = status_client(config.redis_url)
         keys = CrawlKeys(config.crawl, config.key_prefix)
         client = self._redis
-        self._crawl_status = CrawlStatusCollector(lambda: read_crawl_status(client, keys), crawl, config.worker_id)
-        self.registry.register(CollectorGroup(crawl, {
-            "scrapy_stats": ScrapyStatsCollector(
-                lambda: dict(self.crawler.stats.get_stats()), crawl,
-                closing=self._spider_closing,
-            ),
-            "live_objects": LiveObjectsCollector(crawl),
-            "crawl_status": self._crawl_status,
-        }))
+        metrics = register_worker_metrics(
+            self.registry, config.crawl, config.worker_id,
+            get_stats=lambda: dict(self.crawler.stats.get_stats()),
+            closing=self._spider_closing,
+            read_status=lambda: read_crawl_status(client, keys),
+        )
+        self._latency = metrics.latency
+        self._crawl_status = metrics.crawl_status
 
     def _spider_closing(self) -> bool:
         try:
