@@ -24,7 +24,10 @@ inside it), with the same settings: ``CONCURRENT_REQUESTS`` and
 ``CONCURRENT_REQUESTS_PER_DOMAIN`` both 16 (``--concurrency``; the per-domain default of
 8 would otherwise be the real limit, the site being one host), ``LOG_LEVEL=INFO``,
 the telnet console and remote control off (as Hermit's add-on does) and Scrapy's
-defaults otherwise.
+defaults otherwise. So each crawler keeps its own order (Scrapy's in-memory LIFO,
+Hermit's FIFO, scrapy-redis' priority ZSET); all fetch the same set of URLs. A Hermit
+worker also writes every item to the crawl's Redis stream (its default); the others
+keep items only as far as the Probe (below) does.
 
 Closing when done. Plain Scrapy closes when its engine is idle, and a Hermit worker
 once the crawl's queue and every lease have been empty for 0.5 s. A plain spider on
@@ -44,14 +47,16 @@ every other round; medians reported):
 - Pages/s: a ``Probe`` extension in every process records when its first and last
   responses arrived (``time.time()``, one clock) and the URL of every item. Pages/s =
   distinct pages / (last response of any worker - first response of any worker), so
-  process start-up and closing are left out.
+  process start-up and closing are left out. Start-up (launch -> first response) is
+  reported apart.
 - Completeness: the items' URLs against the site's ground truth
   (``DemoSite.expected_urls``: 3,015 pages for 3,000 content pages); missing,
   unexpected and duplicate items, exit codes and finish reasons are recorded, and a
   run that missed pages is reported as such in the table.
 - Crawler CPU: user + system seconds of every crawler process from ``wait4`` (exact,
-  start-up and close included), per page; and, from psutil samples every 0.1 s, the
-  cores each one kept busy between the first and the last response.
+  start-up and close included), per page; the part spent between the first and the
+  last response (psutil samples every 0.1 s, interpolated), per page; and the cores
+  each process kept busy over that window.
 - The demo site's and redis-server's CPU over the same window (cores busy) and over
   the whole run, the machine's busy cores and what other processes used, so the
   table says which side limits the crawl. A process that keeps >= 85 % of one core
@@ -402,7 +407,8 @@ def run_once(variant: Variant, round_: int, site: DemoSiteProcess, server: Embed
     items: list[str] = []
     for i, (probe, log) in enumerate(zip(probes, logs)):
         data = json.loads(probe.read_text()) if probe.exists() else None
-        worker = {**exits[i], "exited_at": round(exits[i]["exited_at"] - launched, 3), "probe_written": data is not None}
+        worker = {**exits[i], "exited_at": round(exits[i]["exited_at"] - launched, 3),
+                  "probe_written": data is not None}
         if data is not None:
             items.extend(data["items"])
             worker.update(responses=data["responses"], items=len(data["items"]), reason=data["reason"],
@@ -521,7 +527,7 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
     table = Table(title=f"Crawl throughput, demo site of {p['pages']:,} pages, CONCURRENT_REQUESTS={p['concurrency']}"
                         f" (medians of {p['rounds']} round{'s' if p['rounds'] > 1 else ''})")
     for name in ("crawler", "all pages fetched", "pages/s", "vs Scrapy", "crawler CPU ms/page", "vs Scrapy",
-                 "of which first→last response", "start-up s"):
+                 "of which first→last resp.", "start-up s"):
         table.add_column(name, justify="left" if name == "crawler" else "right")
 
     def ratio(value: float | None) -> str:
@@ -536,8 +542,8 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
                       ratio(entry.get("crawler_cpu_per_page_vs_scrapy")),
                       f"{entry['crawler_cpu_ms_per_page_in_window']:.2f}", f"{entry['startup_seconds']:.2f}")
     console.print(table)
-    table = Table(title=f"CPU between the first and the last response, in cores busy (machine: {report['machine']['cpus']}"
-                        " CPUs; medians)")
+    table = Table(title="CPU between the first and the last response, in cores busy"
+                        f" (machine: {report['machine']['cpus']} CPUs; medians)")
     for name in ("crawler", "crawler processes", "busiest worker", "demo site", "redis-server", "machine", "others",
                  "saturated"):
         table.add_column(name, justify="left" if name in ("crawler", "saturated") else "right")
@@ -552,9 +558,10 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
     bad = [r for r in report["runs"] if not r["complete"] or r["timed_out"] or any(r["exit_codes"])
            or r["duplicate_items"] or r["unexpected"]]
     for r in bad:
-        console.print(f"[red]round {r['round']} {r['variant']}:[/] {r['pages_fetched']:,}/{r['pages_expected']:,} pages,"
-                      f" {r['missing']} missing, {r['unexpected']} unexpected, {r['duplicate_items']} duplicate items,"
-                      f" exit codes {r['exit_codes']}{', timed out' if r['timed_out'] else ''}")
+        console.print(f"[red]round {r['round']} {r['variant']}:[/] {r['pages_fetched']:,}/{r['pages_expected']:,}"
+                      f" pages, {r['missing']} missing, {r['unexpected']} unexpected,"
+                      f" {r['duplicate_items']} duplicate items, exit codes {r['exit_codes']}"
+                      f"{', timed out' if r['timed_out'] else ''}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -564,7 +571,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="rounds of every crawler (default 3; --quick 1)")
     parser.add_argument("--concurrency", type=int, default=16,
                         help="CONCURRENT_REQUESTS and CONCURRENT_REQUESTS_PER_DOMAIN (default 16)")
-    parser.add_argument("--only", help="comma-separated crawlers to run (of: " + ", ".join(v.key for v in VARIANTS) + ")")
+    parser.add_argument("--only", help="comma-separated crawlers to run (of: "
+                        + ", ".join(v.key for v in VARIANTS) + ")")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep-logs", type=Path, help="copy the workers' logs and probe files to this directory")
     args = parser.parse_args(argv)
@@ -597,10 +605,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 runs.append(run)
                 c = run["cores_busy_in_window"]
                 flag = "" if run["complete"] and not any(run["exit_codes"]) else "  [red]INCOMPLETE or FAILED[/]"
-                console.print(f"  round {round_ + 1} {variant.label}: {run['pages_fetched']:,}/{run['pages_expected']:,}"
-                              f" pages, {run['pages_per_second']:.0f} pages/s, {run['crawler_cpu_ms_per_page']:.2f}"
-                              f" crawler CPU ms/page; cores: crawler {c['crawler']:.2f}, site {c['site']:.2f},"
+                console.print(f"  round {round_ + 1} {variant.label}:"
+                              f" {run['pages_fetched']:,}/{run['pages_expected']:,} pages,"
+                              f" {run['pages_per_second']:.0f} pages/s,"
+                              f" {run['crawler_cpu_ms_per_page']:.2f} crawler CPU ms/page;"
+                              f" cores: crawler {c['crawler']:.2f}, site {c['site']:.2f},"
                               f" redis {c['redis']:.2f}, machine {c['machine']:.2f}{flag}")
+                if c["others"] > 0.25:
+                    console.print(f"    [yellow]other processes kept {c['others']:.2f} cores busy meanwhile[/]")
         if args.keep_logs:
             args.keep_logs.mkdir(parents=True, exist_ok=True)
             for path in workdir.iterdir():
