@@ -57,7 +57,8 @@ def render(status: CrawlStatus, pool: WorkerPool, progress: Progress, rss: dict[
         if slot.running and slot.draining_since is not None:
             state = "draining"
         memory = _mib(rss[slot.index]) if slot.index in rss else "-"
-        served = f", {slot.endpoints.metrics}" if slot.endpoints.metrics else ""
+        served = "".join(f", {name} {url}" for name, url in (("metrics", slot.endpoints.metrics),
+                                                                ("diagnostics", slot.endpoints.diagnostics)) if url)
         table.add_row(f"worker {slot.index}",
                       f"{state}, RSS {memory}, pid {slot.pid or '-'}, restarts {slot.restarts}{served}")
     if pool.recycles:
