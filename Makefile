@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # what it needs older, in constraints-oldest.txt: those pins replace constraints.txt's.
 VENV_OLDEST ?= .venv-scrapy-oldest
 
-.PHONY: demo test test-newest test-oldest venv clean docs
+.PHONY: demo test test-newest test-oldest venv clean docs bench bench-quick
 
 # The Helm chart and the images: test-chart, test-images (and their helpers).
 include mk/kubernetes.mk
@@ -36,6 +36,21 @@ demo: venv
 ## from the code (tests/crawler/test_docs_reference.py fails while they are stale).
 docs: venv
 	$(BIN)/python -m hermit.docs_reference
+
+## Every benchmark, side by side with plain Scrapy and scrapy-redis, on loopback; each
+## writes bench/results/<name>.json and prints its table (about 40 minutes; bench-quick: a few).
+BENCHES := queue dedup worker_rss crawl_throughput recycling observability
+PLOTLIB ?= /tmp/hermit-plotlib
+bench: venv
+	$(BIN)/python -m pip install -q --target $(PLOTLIB) matplotlib
+	$(if $(BENCH_OUT),mkdir -p $(BENCH_OUT))
+	set -e; for name in $(BENCHES); do echo "== bench/bench_$$name.py"; \
+		$(BIN)/python bench/bench_$$name.py $(BENCH_ARGS) \
+			$(if $(BENCH_OUT),--out $(BENCH_OUT)/$$name.json,$$( [ $$name = recycling ] && echo --plotlib $(PLOTLIB) )); done
+
+## The same, small (minutes), writing to /tmp so the measured results stay as they are.
+bench-quick:
+	$(MAKE) bench BENCH_ARGS=--quick BENCH_OUT=/tmp/hermit-bench-quick
 
 ## The whole test suite on the newest supported Scrapy, the Scrapy-facing tests on the
 ## oldest, the Helm chart, and the images built and run with podman.

@@ -196,7 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--naive-keys", type=int, default=5_000)
     parser.add_argument("--error-ratio", type=float, default=1e-4)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--quick", action="store_true", help="100,000 URLs, 50,000 speed keys, one run")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.urls, args.speed_keys, args.repeats = 100_000, 50_000, 1
+        args.scrapy_redis_keys, args.naive_keys = 5_000, 2_000
     console = Console()
 
     with EmbeddedRedis() as server:
