@@ -38,7 +38,7 @@ docs: venv
 	$(BIN)/python -m hermit.docs_reference
 
 ## Every benchmark, side by side with plain Scrapy and scrapy-redis, on loopback; each
-## writes bench/results/<name>.json and prints its table (about 40 minutes; bench-quick: a few).
+## writes bench/results/<name>.json and prints its table (about 50 minutes; bench-quick: a few).
 BENCHES := queue dedup worker_rss crawl_throughput recycling observability
 PLOTLIB ?= /tmp/hermit-plotlib
 bench: venv

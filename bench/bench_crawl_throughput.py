@@ -61,12 +61,20 @@ every other round; medians reported):
   the whole run, the machine's busy cores and what other processes used, so the
   table says which side limits the crawl. A process that keeps >= 85 % of one core
   busy is named as the bottleneck (each is one Python or Redis thread), and "all
-  CPUs" when the machine as a whole is >= 90 % busy.
+  CPUs" when the machine as a whole is >= 90 % busy. "others" is what processes
+  outside the benchmark (or the hypervisor: steal) used meanwhile: a run with more than 0.1 core of it is called
+  out, and ``--wait-quiet SECONDS`` waits for idle CPUs before each run.
+- Redis calls, per page: round trips (the Probe counts redis-py's socket writes in
+  each crawler: one per command, pipeline or MULTI) and the wall time the crawler's
+  main (reactor) thread spent inside redis-py calls (encoding, the round trip,
+  parsing), plus the commands Redis executed by name (``CONFIG RESETSTAT`` before the
+  run, ``INFO commandstats`` after; this counts the commands inside Hermit's Lua
+  scripts too).
 
 Writes ``bench/results/crawl_throughput.json`` and prints two tables. Run:
 
-    .venv/bin/python bench/bench_crawl_throughput.py            # 3,000 pages x 3 rounds, ~4 minutes on 2 cores
-    .venv/bin/python bench/bench_crawl_throughput.py --quick    # 500 pages, 1 round
+    .venv/bin/python bench/bench_crawl_throughput.py            # 3,000 pages x 3 rounds, ~8 minutes on 2 cores
+    .venv/bin/python bench/bench_crawl_throughput.py --quick    # 500 pages, 1 round, ~35 s
 """
 
 from __future__ import annotations
@@ -125,6 +133,7 @@ PROBE = '''
 """Benchmark instruments: Probe (every run) and IdleClose (the scrapy-redis runs)."""
 
 import json
+import threading
 import time
 
 from scrapy import signals
@@ -138,8 +147,47 @@ STATS = ("finish_reason", "downloader/request_count", "downloader/response_count
          "scheduler/enqueued/redis", "scheduler/dequeued/redis", "elapsed_time_seconds")
 
 
+class RedisCalls:
+    """Counts redis-py's socket writes (one per command, pipeline or MULTI: a round trip each)
+    and the wall time the main (reactor) thread spends inside redis-py calls."""
+
+    def __init__(self):
+        self.sends = 0
+        self.seconds = 0.0
+        self.depth = 0
+        try:
+            from redis.client import Pipeline, Redis
+            from redis.connection import AbstractConnection
+        except ImportError:
+            return
+        AbstractConnection.send_packed_command = self.counted(AbstractConnection.send_packed_command)
+        Redis.execute_command = self.timed(Redis.execute_command)
+        Pipeline.execute = self.timed(Pipeline.execute)
+
+    def counted(self, method):
+        def send_packed_command(*args, **kwargs):
+            self.sends += 1
+            return method(*args, **kwargs)
+        return send_packed_command
+
+    def timed(self, method):
+        main = threading.main_thread()
+
+        def call(*args, **kwargs):
+            if self.depth or threading.current_thread() is not main:
+                return method(*args, **kwargs)
+            self.depth += 1
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+                self.depth -= 1
+        return call
+
+
 class Probe:
-    """Records the first and last response times and every item's URL; writes them at close."""
+    """Records the first and last response times, every item's URL and the Redis calls; writes them at close."""
 
     def __init__(self, crawler, path):
         self.crawler = crawler
@@ -147,6 +195,7 @@ class Probe:
         self.first = self.last = None
         self.responses = 0
         self.items = []
+        self.redis = RedisCalls()
         crawler.signals.connect(self.response_received, signal=signals.response_received)
         crawler.signals.connect(self.item_scraped, signal=signals.item_scraped)
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
@@ -173,6 +222,7 @@ class Probe:
         with open(self.path, "w") as out:
             json.dump({"first_response": self.first, "last_response": self.last, "responses": self.responses,
                        "items": self.items, "reason": reason,
+                       "redis_round_trips": self.redis.sends, "redis_call_seconds": self.redis.seconds,
                        "stats": {name: stats[name] for name in STATS if name in stats}}, out)
 
 
@@ -280,6 +330,20 @@ def machine_busy_seconds() -> float:
     return sum(getattr(times, f) for f in ("user", "nice", "system", "irq", "softirq", "steal") if hasattr(times, f))
 
 
+def wait_for_quiet(max_seconds: float, quiet_seconds: float = 5.0) -> dict[str, Any]:
+    """Wait (at most *max_seconds*) until the machine's CPUs have been idle for *quiet_seconds*."""
+    started = time.monotonic()
+    quiet_since = started
+    while time.monotonic() - started < max_seconds:
+        before = machine_busy_seconds()
+        time.sleep(1.0)
+        if machine_busy_seconds() - before > 0.15:  # CPU seconds in that second, all CPUs together
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_seconds:
+            return {"waited_seconds": round(time.monotonic() - started, 1), "quiet": True}
+    return {"waited_seconds": round(time.monotonic() - started, 1), "quiet": False}
+
+
 def process_cpu(process: psutil.Process) -> float:
     times = process.cpu_times()
     return times.user + times.system
@@ -291,7 +355,7 @@ class Sampler(threading.Thread):
     def __init__(self, processes: dict[str, psutil.Process]) -> None:
         super().__init__(name="cpu-sampler", daemon=True)
         self.processes = processes
-        self.series: dict[str, list[tuple[float, float]]] = {name: [] for name in [*processes, "machine"]}
+        self.series: dict[str, list[tuple[float, float]]] = {name: [] for name in [*processes, "machine", "steal"]}
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
         self.gone: set[str] = set()
@@ -308,6 +372,7 @@ class Sampler(threading.Thread):
                 except psutil.Error:  # exited: its last point comes from wait4
                     self.gone.add(name)
             self.series["machine"].append((now, machine_busy_seconds()))
+            self.series["steal"].append((now, getattr(psutil.cpu_times(), "steal", 0.0)))
 
     def exited(self, name: str, when: float, cpu_seconds: float) -> None:
         with self.lock:
@@ -347,7 +412,7 @@ def run_once(variant: Variant, round_: int, site: DemoSiteProcess, server: Embed
              workdir: Path) -> dict[str, Any]:
     client = redis.Redis.from_url(server.url)
     client.execute_command("FLUSHALL", "SYNC")
-    client.close()
+    client.config_resetstat()  # commandstats from zero: the crawlers' commands only
     crawl = f"bench-{round_}-{variant.key}"
     expected = site.site.expected_urls(site.url)
     assert site.process is not None and server.process is not None
@@ -402,6 +467,10 @@ def run_once(variant: Variant, round_: int, site: DemoSiteProcess, server: Embed
                 process.wait()
     after = {name: process_cpu(p) for name, p in others.items()}
     finished = max(e["exited_at"] for e in exits.values())
+    commands = {name.removeprefix("cmdstat_"): stats["calls"] for name, stats in client.info("commandstats").items()}
+    for ours in ("info", "config|resetstat"):
+        commands.pop(ours, None)
+    client.close()
 
     workers = []
     items: list[str] = []
@@ -413,7 +482,8 @@ def run_once(variant: Variant, round_: int, site: DemoSiteProcess, server: Embed
             items.extend(data["items"])
             worker.update(responses=data["responses"], items=len(data["items"]), reason=data["reason"],
                           first_response=data["first_response"], last_response=data["last_response"],
-                          stats=data["stats"])
+                          redis_round_trips=data["redis_round_trips"],
+                          redis_call_seconds=round(data["redis_call_seconds"], 3), stats=data["stats"])
         if worker["exit_code"] != 0 or data is None:
             worker["log_tail"] = log.read_text(errors="replace")[-3000:]
         workers.append(worker)
@@ -458,12 +528,18 @@ def run_once(variant: Variant, round_: int, site: DemoSiteProcess, server: Embed
         "cores_busy_in_window": {
             "crawler": round(sum(worker_cores), 3), "busiest_worker": round(max(worker_cores), 3),
             "site": round(own["site"], 3), "redis": round(own["redis"], 3), "bench": round(own["bench"], 3),
-            "machine": round(machine, 3),
+            "machine": round(machine, 3), "steal": round(cores_busy(series["steal"], start, end), 3),
             "others": round(max(0.0, machine - sum(worker_cores) - sum(own.values())), 3),
         },
         "cpu_seconds_whole_run": {name: round(after[name] - before[name], 3) for name in ("site", "redis", "bench")},
         "site_cpu_ms_per_page": round(1000 * (after["site"] - before["site"]) / max(1, pages), 3),
         "redis_cpu_ms_per_page": round(1000 * (after["redis"] - before["redis"]) / max(1, pages), 3),
+        "redis_round_trips_per_page": round(sum(w.get("redis_round_trips", 0) for w in workers) / max(1, pages), 2),
+        "redis_call_ms_per_page": round(1000 * sum(w.get("redis_call_seconds", 0.0) for w in workers)
+                                        / max(1, pages), 3),
+        "redis_commands": sum(commands.values()),
+        "redis_commands_per_page": round(sum(commands.values()) / max(1, pages), 2),
+        "redis_commands_by_name": dict(sorted(commands.items(), key=lambda kv: -kv[1])),
         "worker_details": workers,
     }
 
@@ -503,10 +579,15 @@ def summarize(runs: list[dict[str, Any]], cpus: int) -> dict[str, Any]:
                               and not any(r["exit_codes"]) and not r["duplicate_items"] and not r["unexpected"]),
             "pages_fetched_min": min(r["pages_fetched"] for r in mine), "pages_expected": mine[0]["pages_expected"],
             "pages_per_second": median("pages_per_second"),
+            "pages_per_second_range": [min(r["pages_per_second"] for r in mine),
+                                       max(r["pages_per_second"] for r in mine)],
             "crawler_cpu_ms_per_page": median("crawler_cpu_ms_per_page"),
             "crawler_cpu_ms_per_page_in_window": median("crawler_cpu_ms_per_page_in_window"),
             "site_cpu_ms_per_page": median("site_cpu_ms_per_page"),
             "redis_cpu_ms_per_page": median("redis_cpu_ms_per_page"),
+            "redis_commands_per_page": median("redis_commands_per_page"),
+            "redis_round_trips_per_page": median("redis_round_trips_per_page"),
+            "redis_call_ms_per_page": median("redis_call_ms_per_page"),
             "startup_seconds": median("startup_seconds"),
             "window_seconds": median("window_seconds"),
             "cores_busy_in_window": cores,
@@ -526,7 +607,7 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
     summary = report["summary"]
     table = Table(title=f"Crawl throughput, demo site of {p['pages']:,} pages, CONCURRENT_REQUESTS={p['concurrency']}"
                         f" (medians of {p['rounds']} round{'s' if p['rounds'] > 1 else ''})")
-    for name in ("crawler", "all pages fetched", "pages/s", "vs Scrapy", "crawler CPU ms/page", "vs Scrapy",
+    for name in ("crawler", "all pages fetched", "pages/s (range)", "vs Scrapy", "crawler CPU ms/page", "vs Scrapy",
                  "of which first→last resp.", "start-up s"):
         table.add_column(name, justify="left" if name == "crawler" else "right")
 
@@ -537,7 +618,9 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
         complete = f"{entry['complete_runs']}/{entry['runs']} runs"
         if entry["complete_runs"] < entry["runs"]:
             complete = f"[red]{complete} (min {entry['pages_fetched_min']:,}/{entry['pages_expected']:,})[/]"
-        table.add_row(entry["label"], complete, f"{entry['pages_per_second']:.0f}",
+        low, high = entry["pages_per_second_range"]
+        rate = f"{entry['pages_per_second']:.0f}" + (f" ({low:.0f}–{high:.0f})" if entry["runs"] > 1 else "")
+        table.add_row(entry["label"], complete, rate,
                       ratio(entry.get("pages_per_second_vs_scrapy")), f"{entry['crawler_cpu_ms_per_page']:.2f}",
                       ratio(entry.get("crawler_cpu_per_page_vs_scrapy")),
                       f"{entry['crawler_cpu_ms_per_page_in_window']:.2f}", f"{entry['startup_seconds']:.2f}")
@@ -545,16 +628,24 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
     table = Table(title="CPU between the first and the last response, in cores busy"
                         f" (machine: {report['machine']['cpus']} CPUs; medians)")
     for name in ("crawler", "crawler processes", "busiest worker", "demo site", "redis-server", "machine", "others",
-                 "saturated"):
+                 "saturated", "Redis round trips/page", "ms/page in Redis calls"):
         table.add_column(name, justify="left" if name in ("crawler", "saturated") else "right")
     for entry in summary.values():
         c = entry["cores_busy_in_window"]
         table.add_row(entry["label"], f"{c['crawler']:.2f}", f"{c['busiest_worker']:.2f}", f"{c['site']:.2f}",
-                      f"{c['redis']:.2f}", f"{c['machine']:.2f}", f"{c['others']:.2f}", entry["bottleneck"])
+                      f"{c['redis']:.2f}", f"{c['machine']:.2f}", f"{c['others']:.2f}", entry["bottleneck"],
+                      f"{entry['redis_round_trips_per_page']:.1f}", f"{entry['redis_call_ms_per_page']:.2f}")
     console.print(table)
     console.print(f"saturated: a process >= {SATURATED_CORE:.0%} of one core, or the machine >= "
                   f"{SATURATED_MACHINE:.0%} of its CPUs. others: the machine minus the crawlers, site, Redis and"
-                  " this script.")
+                  " this script. Redis round trips (redis-py socket writes: a command, a pipeline or a MULTI each)"
+                  " and the crawler's main-thread time inside redis-py calls: whole run, all workers, per page.")
+    shared = [r["cores_busy_in_window"] for r in report["runs"] if r["cores_busy_in_window"]["others"] > 0.1]
+    if shared:
+        worst = max(shared, key=lambda c: c["others"])
+        console.print(f"[yellow]{len(shared)} of {len(report['runs'])} runs shared the machine with other processes or"
+                      f" the hypervisor (up to {worst['others']:.2f} cores, of which {worst['steal']:.2f} steal):"
+                      " their rates are less comparable; see --wait-quiet[/]")
     bad = [r for r in report["runs"] if not r["complete"] or r["timed_out"] or any(r["exit_codes"])
            or r["duplicate_items"] or r["unexpected"]]
     for r in bad:
@@ -575,6 +666,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         + ", ".join(v.key for v in VARIANTS) + ")")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep-logs", type=Path, help="copy the workers' logs and probe files to this directory")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="on a shared machine: before each run, wait up to SECONDS for 5 s of idle CPUs")
     args = parser.parse_args(argv)
     pages = args.pages or (500 if args.quick else 3000)
     rounds = args.rounds or (1 if args.quick else 3)
@@ -601,7 +694,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"({len(site.site.expected_urls(site.url)):,} pages to find); {rounds} round(s)")
         for round_ in range(rounds):
             for variant in variants if round_ % 2 == 0 else tuple(reversed(variants)):
+                waited = wait_for_quiet(args.wait_quiet) if args.wait_quiet > 0 else None
+                if waited and not waited["quiet"]:
+                    console.print(f"    [yellow]the machine was not quiet within {args.wait_quiet:.0f}s;"
+                                  " crawling anyway[/]")
                 run = run_once(variant, round_, site, server, project, workdir)
+                run["waited_for_quiet"] = waited
                 runs.append(run)
                 c = run["cores_busy_in_window"]
                 flag = "" if run["complete"] and not any(run["exit_codes"]) else "  [red]INCOMPLETE or FAILED[/]"
@@ -626,6 +724,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      ("hermit-crawler", "scrapy", "scrapy-redis", "twisted", "redis", "hiredis", "aiohttp", "psutil")},
         "params": {
             "quick": args.quick, "pages": pages, "rounds": rounds, "concurrency": args.concurrency,
+            "wait_quiet": args.wait_quiet,
             "crawlers": [v.key for v in variants], "site": SITE_OPTIONS,
             "hermit_idle_close_seconds": HERMIT_IDLE_CLOSE_SECONDS,
             "scrapy_redis_idle_close_seconds": SCRAPY_REDIS_IDLE_CLOSE_SECONDS,
