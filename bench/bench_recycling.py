@@ -617,7 +617,9 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
     ):
         table.add_row(f"{label} {steady['start_seconds']:.1f}-{steady['end_seconds']:.1f}",
                       f"{steady['pages_per_second']:.0f}", f"{rolling['pages_per_second']:.0f}",
-                      f"{rolling['pages_per_second'] / steady['pages_per_second']:.2f}",
+                      # The steady crawl may be over before the rolling one's "after" window.
+                      f"{rolling['pages_per_second'] / steady['pages_per_second']:.2f}"
+                      if steady["pages_per_second"] else "-",
                       f"{share(steady['other_cpu_share'])} / {share(rolling['other_cpu_share'])}")
     console.print(table)
     console.print("others' CPU: share of the machine's CPUs that processes outside this benchmark kept busy"
@@ -735,7 +737,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "window_means": "first recycle decision -> last replacement's first lease, seconds since crawl start",
             "steady": steady_window,
             "rolling": rolling_window,
-            "ratio": round(rolling_window["pages_per_second"] / steady_window["pages_per_second"], 3),
+            "ratio": (round(rolling_window["pages_per_second"] / steady_window["pages_per_second"], 3)
+                      if steady_window["pages_per_second"] else None),
             "steady_crawl_pages_per_second": round(steady.total_acked / (steady.all_acked_at - steady.started), 1),
             "rolling_crawl_pages_per_second":
                 round(rolling.total_acked / (rolling.all_acked_at - rolling.started), 1),
