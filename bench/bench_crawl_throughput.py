@@ -82,7 +82,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -100,6 +99,13 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from benchlib import (
+    machine_busy_seconds,
+    machine_info,
+    memory_mib,
+    wait_for_quiet,
+    write_report,
+)
 from hermit.demo.process import DemoSiteProcess
 from hermit.redis_server import EmbeddedRedis
 
@@ -323,25 +329,6 @@ def worker_command(variant: Variant, site_url: str, redis_url: str, crawl: str, 
 
 
 # -- CPU sampling ----------------------------------------------------------------------
-
-
-def machine_busy_seconds() -> float:
-    times = psutil.cpu_times()
-    return sum(getattr(times, f) for f in ("user", "nice", "system", "irq", "softirq", "steal") if hasattr(times, f))
-
-
-def wait_for_quiet(max_seconds: float, quiet_seconds: float = 5.0) -> dict[str, Any]:
-    """Wait (at most *max_seconds*) until the machine's CPUs have been idle for *quiet_seconds*."""
-    started = time.monotonic()
-    quiet_since = started
-    while time.monotonic() - started < max_seconds:
-        before = machine_busy_seconds()
-        time.sleep(1.0)
-        if machine_busy_seconds() - before > 0.15:  # CPU seconds in that second, all CPUs together
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since >= quiet_seconds:
-            return {"waited_seconds": round(time.monotonic() - started, 1), "quiet": True}
-    return {"waited_seconds": round(time.monotonic() - started, 1), "quiet": False}
 
 
 def process_cpu(process: psutil.Process) -> float:
@@ -717,9 +704,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 (args.keep_logs / path.name).write_bytes(path.read_bytes())
     report = {
         "redis_server": server_name,
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine(), "cpus": cpus,
-                    "memory_mib": psutil.virtual_memory().total // 2**20},
+        "machine": machine_info(cpus=cpus, memory_mib=memory_mib()),
         "versions": {name: version(name) for name in
                      ("hermit-crawler", "scrapy", "scrapy-redis", "twisted", "redis", "hiredis", "aiohttp", "psutil")},
         "params": {
@@ -737,8 +722,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": runs,
         "bench_seconds": round(time.monotonic() - bench_started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.out)
     print_tables(report, console)
     console.print(f"written to {args.out} in {report['bench_seconds']:.0f}s")
     return 0

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
-import platform
 import statistics
 import sys
 import time
@@ -37,6 +35,7 @@ from scrapy import Request
 from scrapy.utils.request import RequestFingerprinter
 from scrapy_redis.dupefilter import RFPDupeFilter
 
+from benchlib import machine_info, write_report
 from hermit.dedup.bloom import (
     DEFAULT_BATCH_SIZE,
     RedisBloomFilter,
@@ -219,8 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     report = {
         "redis_server": server_name,
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine()},
+        "machine": machine_info(),
         "params": {"capacity": args.urls, "error_ratio": args.error_ratio, "speed_keys": args.speed_keys,
                    "repeats": args.repeats, "scrapy_redis_keys": args.scrapy_redis_keys,
                    "naive_keys": args.naive_keys, "batch_size": DEFAULT_BATCH_SIZE},
@@ -246,8 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 memory["scrapy_redis_bits_per_url"] / memory["hermit_bits_per_url"],
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.out)
     print_table(report, console)
     console.print(f"written to {args.out}")
     return 0

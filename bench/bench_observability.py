@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -51,6 +50,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from benchlib import machine_info, write_report
 from hermit.crawl_status import read_crawl_status
 from hermit.demo.process import DemoSiteProcess
 from hermit.keys import CrawlKeys
@@ -288,15 +288,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(width=None if sys.stdout.isatty() else 100)
     console.print("throughput:")
     report = {
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+        "machine": machine_info(),
         "versions": {name: version(name) for name in ("scrapy", "prometheus_client", "redis", "twisted")},
         "throughput": throughput(pages, rounds, console),
     }
     console.print("tracemalloc:")
     report["tracemalloc"] = tracemalloc_cost(args.objects, console)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.out)
     print_table(report, console)
     console.print(f"written to {args.out}")
     return 0

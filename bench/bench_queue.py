@@ -27,9 +27,6 @@ Writes ``bench/results/queue.json`` and prints a table with ratios and targets. 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import random
 import statistics
 import sys
@@ -45,6 +42,7 @@ from scrapy import Request, Spider
 from scrapy.utils.request import RequestFingerprinter
 from scrapy_redis.queue import PriorityQueue
 
+from benchlib import machine_info, write_report
 from hermit.keys import CrawlKeys
 from hermit.queue.codec import decode_request, encode_request
 from hermit.queue.redis_queue import BloomSettings, QueuedRequest, RedisRequestQueue
@@ -235,8 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     h, s, codec = results["hermit_batched"], results["scrapy_redis"], results["hermit_codec_only"]
     report = {
         "redis_server": server_name,
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+        "machine": machine_info(),
         "versions": {name: version(name) for name in ("scrapy", "redis", "hiredis", "scrapy-redis")},
         "params": {
             "requests": n, "batch": args.batch, "rounds": args.rounds,
@@ -264,8 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results["hermit_unbatched"]["dequeue_per_second"] / s["dequeue_per_second"],
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.out)
     print_table(report, console)
     console.print(f"written to {args.out}")
     return 0

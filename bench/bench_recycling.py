@@ -55,9 +55,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -77,6 +75,13 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from benchlib import (
+    machine_busy_seconds,
+    machine_info,
+    memory_mib,
+    wait_for_quiet,
+    write_report,
+)
 from hermit.demo.process import DemoSiteProcess
 from hermit.keys import CrawlKeys
 from hermit.local.pool import WorkerPool
@@ -258,26 +263,6 @@ class Watcher(threading.Thread):
         return mine.user + mine.system + sum(self._tree_cpu.values())
 
 
-def wait_for_quiet(max_seconds: float, console: Console, quiet_seconds: float = 5.0) -> dict[str, Any]:
-    """Wait (at most *max_seconds*) until the machine's CPUs have been idle for *quiet_seconds*."""
-    started = time.monotonic()
-    quiet_since = started
-    while time.monotonic() - started < max_seconds:
-        before = machine_busy_seconds()
-        time.sleep(1.0)
-        if machine_busy_seconds() - before > 0.15:  # CPU seconds in that second, all CPUs together
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since >= quiet_seconds:
-            return {"waited_seconds": round(time.monotonic() - started, 1), "quiet": True}
-    console.print(f"    [yellow]the machine was not quiet within {max_seconds:.0f}s; crawling anyway[/]")
-    return {"waited_seconds": round(time.monotonic() - started, 1), "quiet": False}
-
-
-def machine_busy_seconds() -> float:
-    times = psutil.cpu_times()
-    return sum(getattr(times, f) for f in ("user", "nice", "system", "irq", "softirq", "steal") if hasattr(times, f))
-
-
 _LOG_LINE = re.compile(r"^(\d{9,}\.\d{3}) \[([^\]]+)\] (\w+): (.*)$")
 _HERMIT_WORKER = re.compile(r"Hermit worker (\S+) on crawl")
 
@@ -374,7 +359,9 @@ def run_crawl(
     on_refresh: Callable[[Any, WorkerPool, Any, dict[int, int], Watcher], None] | None = None,
     console: Console, wait_quiet: float = 0.0,
 ) -> CrawlRun:
-    waited = wait_for_quiet(wait_quiet, console) if wait_quiet > 0 else None
+    waited = wait_for_quiet(wait_quiet) if wait_quiet > 0 else None
+    if waited is not None and not waited["quiet"]:
+        console.print(f"    [yellow]the machine was not quiet within {wait_quiet:.0f}s; crawling anyway[/]")
     redis_process = psutil.Process(server.process.pid) if server.process else None
 
     def own_cpu_seconds() -> float:
@@ -715,9 +702,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     steady_window, rolling_window = (run.window(window_start, window_end) for run in (steady, rolling))
     report = {
         "redis_server": server_name,
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                    "memory_mib": psutil.virtual_memory().total // MIB},
+        "machine": machine_info(memory_mib=memory_mib()),
         "versions": {name: version(name) for name in
                      ("hermit-crawler", "hermit-recycling", "scrapy", "twisted", "redis", "psutil")},
         "params": {
@@ -780,8 +765,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 / r["no_budget"]["summary"]["peak_rss_mib_total"], 3),
     }
     report["bench_seconds"] = round(time.monotonic() - bench_started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.out)
     print_tables(report, console)
     console.print(f"written to {args.out} in {report['bench_seconds']:.0f}s")
     if args.plotlib:

@@ -42,8 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import socket
 import subprocess
 import sys
@@ -57,6 +55,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from benchlib import machine_info, write_report
 from hermit.keys import CrawlKeys
 from hermit.queue.redis_queue import read_status
 from hermit.redis_server import EmbeddedRedis
@@ -346,8 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     report: dict = {
         "redis_server": server_name,
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+        "machine": machine_info(),
         "versions": {name: version(name) for name in ("scrapy", "scrapy-redis", "redis", "hiredis", "psutil")},
         "params": {
             "sizes": sizes,
@@ -373,8 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "scrapy_redis_over_hermit_rss": rss["scrapy_redis"] / rss["hermit"],
             "scrapy_redis_over_hermit_redis_bytes": redis_bytes["scrapy_redis"] / redis_bytes["hermit"],
         }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.out)
     print_tables(report, console)
     console.print(f"written to {args.out}")
     return 0
