@@ -22,12 +22,12 @@ if TYPE_CHECKING:
 
 #: Read when the setting ``HERMIT_DIAGNOSTICS_TOKEN`` is not set, so a token can come
 #: from a Kubernetes Secret without appearing on a command line.
-TOKEN_ENVIRONMENT_VARIABLE = "HERMIT_DIAGNOSTICS_TOKEN"
 TOKEN_VARIABLE = EnvironmentVariable(
-    TOKEN_ENVIRONMENT_VARIABLE,
+    "HERMIT_DIAGNOSTICS_TOKEN",
     "the diagnostics token when the setting `HERMIT_DIAGNOSTICS_TOKEN` is not set (e.g. from a Secret)",
     "no token: diagnostics on loopback only",
 )
+TOKEN_ENVIRONMENT_VARIABLE = TOKEN_VARIABLE.name
 
 
 @dataclass(frozen=True)
