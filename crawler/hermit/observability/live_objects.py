@@ -39,10 +39,21 @@ class LiveObject:
     obj: Any
 
 
-def _age_seconds(stamp: float) -> float:
-    if isinstance(stamp, int):
-        return max(0.0, (time.monotonic_ns() - stamp) / 1e9)
-    return max(0.0, time.time() - stamp)
+@dataclass(frozen=True)
+class _Now:
+    """Both clocks read once, so every age in one answer is measured from the same instant."""
+
+    monotonic_ns: int
+    wall_seconds: float
+
+    @classmethod
+    def read(cls) -> _Now:
+        return cls(time.monotonic_ns(), time.time())
+
+    def age_seconds(self, stamp: float) -> float:
+        if isinstance(stamp, int):
+            return max(0.0, (self.monotonic_ns - stamp) / 1e9)
+        return max(0.0, self.wall_seconds - stamp)
 
 
 def _classes() -> list[tuple[type, dict[weakref.ref, float]]]:
@@ -61,13 +72,14 @@ def summarize() -> list[ClassSummary]:
     Classes seen before but with no live instance now are included with 0, so a
     time series does not vanish when the last object goes.
     """
+    now = _Now.read()
     live: dict[str, int] = {}
     oldest: dict[str, float] = {}
     for cls, stamps in _classes():
         name = cls.__name__
         live[name] = live.get(name, 0) + len(stamps)
         if stamps:
-            age = _age_seconds(min(stamps.values()))
+            age = now.age_seconds(min(stamps.values()))
             oldest[name] = max(oldest.get(name, 0.0), age)
     return [ClassSummary(name, live[name], oldest.get(name, 0.0)) for name in sorted(live)]
 
@@ -83,12 +95,13 @@ def oldest(class_name: str, limit: int = 1) -> list[LiveObject]:
     for cls, class_stamps in _classes():
         if cls.__name__ == class_name:
             stamps.update(class_stamps)
+    now = _Now.read()
     found: list[LiveObject] = []
     # A few more than asked for, in case some died since the copy.
     for ref, stamp in heapq.nsmallest(limit + 8, stamps.items(), key=lambda item: item[1]):
         obj = ref()
         if obj is not None:
-            found.append(LiveObject(_age_seconds(stamp), obj))
+            found.append(LiveObject(now.age_seconds(stamp), obj))
             if len(found) == limit:
                 break
     return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 
 import pytest
 
@@ -46,6 +47,31 @@ def test_oldest_objects_come_oldest_first_with_their_urls():
     assert len(live_objects.oldest("ProbeRequest", 1000)) == 50
     assert live_objects.oldest("NoSuchClass") == [] and not live_objects.is_tracked("NoSuchClass")
     assert live_objects.is_tracked("ProbeRequest")
+
+
+class _ClockThatRunsOnEveryRead:
+    """Moves an hour on from the real clocks each time it is read."""
+
+    def __init__(self):
+        self.reads = 0
+
+    def _advance(self) -> int:
+        self.reads += 1
+        return self.reads * 3600
+
+    def monotonic_ns(self) -> int:
+        return time.monotonic_ns() + self._advance() * 10**9
+
+    def time(self) -> float:
+        return time.time() + self._advance()
+
+
+def test_ages_in_one_answer_are_measured_from_one_instant(monkeypatch):
+    kept = [ProbeRequest(f"https://example.com/{i}") for i in range(10)]
+    monkeypatch.setattr(live_objects, "time", _ClockThatRunsOnEveryRead())
+    ages = [item.age_seconds for item in live_objects.oldest("ProbeRequest", len(kept))]
+    assert len(ages) == 10 and ages == sorted(ages, reverse=True)
+    assert ages[0] - ages[-1] < 60  # created within a minute, whatever the clock did between reads
 
 
 def test_describe_gives_the_url_of_requests_responses_and_items():
