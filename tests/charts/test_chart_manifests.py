@@ -455,6 +455,15 @@ def test_prometheus_rules_are_the_copies_of_monitoring(render):
                     assert {"summary", "description", "runbook_url"} <= set(item.get("annotations", {})), item["alert"]
 
 
+def test_the_operators_rules_come_only_with_the_operator(render):
+    def rule_groups(*values):
+        return sorted(group["name"] for rule in render(set=["prometheusRule.enabled=true", *values]).kind("PrometheusRule")
+                      for group in rule["spec"]["groups"])
+
+    assert rule_groups() == ["hermit", "hermit-operator"]
+    assert rule_groups("operator.enabled=false") == ["hermit"]
+
+
 def test_dashboards_are_the_copies_of_monitoring(render):
     files = sorted((CHART / "files" / "monitoring" / "dashboards").glob("*.json"))
     if not files:

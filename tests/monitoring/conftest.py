@@ -4,23 +4,45 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from hermit.redis_server import free_loopback_port
+
 ROOT = Path(__file__).resolve().parents[2]
-ALERTS = ROOT / "monitoring" / "prometheus" / "alerts.yaml"
-ALERTS_TEST = ROOT / "monitoring" / "prometheus" / "alerts_test.yaml"
 DASHBOARD = ROOT / "monitoring" / "grafana" / "hermit-crawl.json"
-RUNBOOKS = ROOT / "docs" / "observability.md"
+
+
+@dataclass(frozen=True)
+class RuleFile:
+    """A Prometheus rules file of monitoring/, its promtool unit tests, and the page holding its runbooks."""
+
+    path: Path
+    tests: Path
+    runbooks: Path
+
+    @property
+    def alerts(self) -> list[dict]:
+        groups = yaml.safe_load(self.path.read_text())["groups"]
+        return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+_PROMETHEUS = ROOT / "monitoring" / "prometheus"
+#: The workers' rules and the operator's.
+WORKER_RULES = RuleFile(_PROMETHEUS / "alerts.yaml", _PROMETHEUS / "alerts_test.yaml", ROOT / "docs" / "observability.md")
+OPERATOR_RULES = RuleFile(_PROMETHEUS / "operator-alerts.yaml", _PROMETHEUS / "operator-alerts_test.yaml",
+                          ROOT / "docs" / "operator.md")
+RULE_FILES = {"workers": WORKER_RULES, "operator": OPERATOR_RULES}
 
 
 def binary(name: str) -> str:
@@ -39,10 +61,26 @@ def promtool() -> str:
     return binary("promtool")
 
 
+@pytest.fixture(scope="session", params=sorted(RULE_FILES))
+def rule_file(request: pytest.FixtureRequest) -> RuleFile:
+    """Each rules file in turn."""
+    return RULE_FILES[request.param]
+
+
+@pytest.fixture(scope="session")
+def rule_files() -> dict[str, RuleFile]:
+    return RULE_FILES
+
+
 @pytest.fixture(scope="session")
 def alert_rules() -> list[dict]:
-    groups = yaml.safe_load(ALERTS.read_text())["groups"]
-    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+    """The workers' alert rules."""
+    return WORKER_RULES.alerts
+
+
+@pytest.fixture(scope="session")
+def operator_alert_rules() -> list[dict]:
+    return OPERATOR_RULES.alerts
 
 
 @pytest.fixture(scope="session")
@@ -57,37 +95,35 @@ def dashboard_queries(dashboard: dict) -> list[tuple[str, str]]:
             for target in panel["targets"]]
 
 
-@pytest.fixture(scope="session")
-def sources() -> dict[str, Path]:
-    return {"alerts": ALERTS, "alerts_test": ALERTS_TEST, "dashboard": DASHBOARD, "runbooks": RUNBOOKS}
-
-
 class Prometheus:
-    """A real Prometheus server on loopback, scraping *targets* every second, with the alert rules loaded.
+    """A real Prometheus server on loopback, scraping *targets* every second as *job*, with *rules* loaded.
 
     With *file_sd*, it finds its targets in that file instead (``file_sd_configs``), as
     a user points it at the local pool's targets file.
     """
 
-    def __init__(self, workdir: Path, targets: list[str], file_sd: Path | None = None) -> None:
+    def __init__(self, workdir: Path, targets: list[str], file_sd: Path | None = None,
+                 job: str = "hermit-worker", rules: RuleFile = WORKER_RULES) -> None:
         self.workdir = workdir
         self.targets = targets
         self.file_sd = file_sd
+        self.job = job
+        self.rules = rules
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
     def start(self, attempts: int = 3) -> Prometheus:
-        job = {"job_name": "hermit-worker", "static_configs": [{"targets": self.targets}]}
+        job = {"job_name": self.job, "static_configs": [{"targets": self.targets}]}
         if self.file_sd is not None:
-            job = {"job_name": "hermit-worker", "file_sd_configs": [{"files": [str(self.file_sd)], "refresh_interval": "1s"}]}
+            job = {"job_name": self.job, "file_sd_configs": [{"files": [str(self.file_sd)], "refresh_interval": "1s"}]}
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
-            "rule_files": [str(ALERTS)],
+            "rule_files": [str(self.rules.path)],
             "scrape_configs": [job],
         }
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         for attempt in range(attempts):
-            port = _free_port()  # Prometheus can't report a port it picked: pick one, retry on a clash
+            port = free_loopback_port()  # Prometheus can't report a port it picked: pick one, retry on a clash
             self.url = f"http://127.0.0.1:{port}"
             log = (self.workdir / "prometheus.log").open("wb")
             self.process = subprocess.Popen(
@@ -145,20 +181,15 @@ class Prometheus:
                 self.process.wait()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator:
     """``prometheus(targets)`` starts a real Prometheus scraping ``host:port`` targets;
-    ``prometheus([], file_sd=path)`` one that reads them from a targets file."""
+    ``prometheus([], file_sd=path)`` one that reads them from a targets file; ``job`` and
+    ``rules`` name the scrape job and the rules file it loads (the workers' by default)."""
     started: list[Prometheus] = []
 
-    def start(targets: list[str], file_sd: Path | None = None) -> Prometheus:
-        started.append(Prometheus(tmp_path, targets, file_sd).start())
+    def start(targets: list[str], file_sd: Path | None = None, **options: Any) -> Prometheus:
+        started.append(Prometheus(tmp_path, targets, file_sd, **options).start())
         return started[-1]
 
     yield start

@@ -534,6 +534,20 @@ def pod_metrics(pod_obj: Mapping[str, Any], memory_bytes: int, *, sidecar_bytes:
     }
 
 
+def seed_crawler(cluster: FakeCluster, memory_mib: Iterable[int] = (900, 10, 10)) -> list[str]:
+    """A crawler Deployment with its ReplicaSet and one pod per value in *memory_mib* (its
+    working set in metrics.k8s.io), oldest first; returns the pods' names."""
+    dep, rs = deployment("crawler")
+    cluster.put(DEPLOYMENTS, dep)
+    cluster.put(REPLICASETS, rs)
+    names = []
+    for i, mib in enumerate(memory_mib):
+        obj = cluster.put(PODS, pod(rs, age_seconds=5000 - i))
+        cluster.put(POD_METRICS, pod_metrics(obj, mib * MiB))
+        names.append(obj["metadata"]["name"])
+    return names
+
+
 def pdb(name: str, match_labels: Mapping[str, str], max_unavailable: int = 1) -> dict[str, Any]:
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
             "metadata": {"name": name},

@@ -3,9 +3,7 @@ stopped by SIGTERM."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,41 +14,18 @@ import pytest
 
 from hermit_operator.cli import main
 
-from kubefake import DEPLOYMENTS, LEASES, POD_METRICS, PODS, REPLICASETS, SELECTOR, MiB, deployment, pod, pod_metrics
-
-
-def seed(cluster, memory_mib=(900, 10, 10)):
-    dep, rs = deployment("crawler")
-    cluster.put(DEPLOYMENTS, dep)
-    cluster.put(REPLICASETS, rs)
-    names = []
-    for i, mib in enumerate(memory_mib):
-        obj = cluster.put(PODS, pod(rs, age_seconds=5000 - i))
-        cluster.put(POD_METRICS, pod_metrics(obj, mib * MiB))
-        names.append(obj["metadata"]["name"])
-    return names
-
-
-def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("HERMIT_OPERATOR_") and k not in ("KUBERNETES_SERVICE_HOST", "POD_NAME")}
-    env.update(extra)
-    return env
+from hermit.redis_server import free_loopback_port
+from kubefake import LEASES, SELECTOR, MiB, seed_crawler
+from operator_process import operator_env, start_operator
 
 
 def run(args, env=None):
-    return subprocess.run([sys.executable, "-m", "hermit_operator", *args], env=env or clean_env(),
+    return subprocess.run([sys.executable, "-m", "hermit_operator", *args], env=env or operator_env(),
                           capture_output=True, text=True, timeout=60)
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_invalid_settings_exit_2_with_one_clear_message():
-    result = run(["--memory-budget", "lots"], clean_env(HERMIT_OPERATOR_MAX_CONCURRENT_RECYCLES="0",
+    result = run(["--memory-budget", "lots"], operator_env(HERMIT_OPERATOR_MAX_CONCURRENT_RECYCLES="0",
                                                         HERMIT_OPERATOR_MEMORY_SOURCE="prometheus"))
     assert result.returncode == 2
     assert result.stderr.startswith("hermit-operator: invalid settings:\n")
@@ -82,7 +57,7 @@ def once(kubeconfig, *extra):
 
 
 def test_once_in_dry_run_says_what_it_would_do_and_evicts_nothing(cluster, kubeconfig, capsys):
-    victim = seed(cluster)[0]
+    victim = seed_crawler(cluster)[0]
     assert once(kubeconfig, "--dry-run") == 0
     out = capsys.readouterr().out
     assert "namespace crawl, memory from metrics-api (dry run: nothing evicted)" in out
@@ -94,7 +69,7 @@ def test_once_in_dry_run_says_what_it_would_do_and_evicts_nothing(cluster, kubec
 
 
 def test_once_evicts(cluster, kubeconfig, capsys):
-    victim = seed(cluster)[0]
+    victim = seed_crawler(cluster)[0]
     assert once(kubeconfig, "--no-leader-election") == 0
     assert f"evicted: {victim}" in capsys.readouterr().out
     assert cluster.evicted() == [victim]
@@ -102,7 +77,7 @@ def test_once_evicts(cluster, kubeconfig, capsys):
 
 
 def test_once_fails_with_1_when_the_pods_cannot_be_listed(cluster, kubeconfig):
-    seed(cluster)
+    seed_crawler(cluster)
     cluster.fail("GET", r"/pods$", [403], message='pods is forbidden: User "system:serviceaccount:crawl:op" '
                                                   'cannot list resource "pods"')
     assert once(kubeconfig, "--no-leader-election") == 1
@@ -118,14 +93,13 @@ def get(url):
 
 
 def test_a_real_process_recycles_then_stops_on_sigterm_releasing_its_lease(cluster, kubeconfig):
-    victim = seed(cluster)[0]
-    metrics_port, health_port = free_port(), free_port()
-    env = clean_env(HERMIT_OPERATOR_MEMORY_BUDGET_BYTES=str(500 * MiB), HERMIT_OPERATOR_SELECTOR=SELECTOR,
-                    HERMIT_OPERATOR_INTERVAL_SECONDS="0.2", HERMIT_OPERATOR_LISTEN_ADDRESS="127.0.0.1",
-                    HERMIT_OPERATOR_METRICS_PORT=str(metrics_port), HERMIT_OPERATOR_HEALTH_PORT=str(health_port),
-                    POD_NAME="hermit-operator-test-0")
-    process = subprocess.Popen([sys.executable, "-m", "hermit_operator", "--kubeconfig", str(kubeconfig)],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    victim = seed_crawler(cluster)[0]
+    metrics_port, health_port = free_loopback_port(), free_loopback_port()
+    process = start_operator(
+        kubeconfig, HERMIT_OPERATOR_MEMORY_BUDGET_BYTES=str(500 * MiB), HERMIT_OPERATOR_SELECTOR=SELECTOR,
+        HERMIT_OPERATOR_INTERVAL_SECONDS="0.2", HERMIT_OPERATOR_LISTEN_ADDRESS="127.0.0.1",
+        HERMIT_OPERATOR_METRICS_PORT=str(metrics_port), HERMIT_OPERATOR_HEALTH_PORT=str(health_port),
+        POD_NAME="hermit-operator-test-0")
     pause = threading.Event()
     try:
         metrics = ""

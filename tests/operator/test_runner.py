@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from kubefake import DEPLOYMENTS, LEASES, POD_METRICS, PODS, REPLICASETS, MiB, deployment, pod, pod_metrics
+from kubefake import LEASES, seed_crawler
 
 
 class Clock:
@@ -15,24 +15,12 @@ class Clock:
         return self.now
 
 
-def seed(cluster, memory_mib=(900, 10, 10)):
-    dep, rs = deployment("crawler")
-    cluster.put(DEPLOYMENTS, dep)
-    cluster.put(REPLICASETS, rs)
-    names = []
-    for i, mib in enumerate(memory_mib):
-        obj = cluster.put(PODS, pod(rs, age_seconds=5000 - i))
-        cluster.put(POD_METRICS, pod_metrics(obj, mib * MiB))
-        names.append(obj["metadata"]["name"])
-    return names
-
-
 def reconciles(op, result="ok"):
     return op.sample("hermit_operator_reconciles_total", result=result)
 
 
 def test_elections_and_reconciles_on_their_own_schedules(cluster, operator):
-    seed(cluster)
+    seed_crawler(cluster)
     clock = Clock()
     op = operator(leader_election=True, lease_duration_seconds=15, interval_seconds=12, monotonic=clock)
     assert op.runner.turn() == 5  # next election round in a third of the Lease
@@ -49,7 +37,7 @@ def test_elections_and_reconciles_on_their_own_schedules(cluster, operator):
 
 
 def test_a_failed_reconcile_is_counted_and_the_next_one_works(cluster, operator):
-    victim = seed(cluster)[0]
+    victim = seed_crawler(cluster)[0]
     op = operator()
     cluster.stop_server()
     assert op.runner.reconcile() is None
@@ -63,7 +51,7 @@ def test_a_failed_reconcile_is_counted_and_the_next_one_works(cluster, operator)
 
 
 def test_an_unexpected_error_is_logged_not_fatal(cluster, operator, caplog):
-    seed(cluster)
+    seed_crawler(cluster)
     op = operator()
 
     class Broken:
@@ -79,7 +67,7 @@ def test_an_unexpected_error_is_logged_not_fatal(cluster, operator, caplog):
 
 
 def test_runs_until_stopped_then_releases_the_lease(cluster, operator):
-    victim = seed(cluster)[0]
+    victim = seed_crawler(cluster)[0]
     op = operator(leader_election=True, interval_seconds=0.05, lease_duration_seconds=3)
     thread = threading.Thread(target=op.runner.run)
     thread.start()
@@ -101,7 +89,7 @@ def test_runs_until_stopped_then_releases_the_lease(cluster, operator):
 
 
 def test_a_standby_only_takes_part_in_elections(cluster, operator):
-    seed(cluster)
+    seed_crawler(cluster)
     holder = operator(leader_election=True, identity="a")
     assert holder.elector.try_acquire_or_renew()
     standby = operator(leader_election=True, identity="b")
