@@ -12,9 +12,9 @@ import urllib.request
 
 import pytest
 
+from hermit.redis_server import free_loopback_port
 from hermit_operator.cli import main
 
-from hermit.redis_server import free_loopback_port
 from kubefake import LEASES, SELECTOR, MiB, seed_crawler
 from operator_process import operator_env, start_operator
 
