@@ -455,13 +455,19 @@ def test_prometheus_rules_are_the_copies_of_monitoring(render):
                     assert {"summary", "description", "runbook_url"} <= set(item.get("annotations", {})), item["alert"]
 
 
-def test_the_operators_rules_come_only_with_the_operator(render):
+def test_the_operators_rules_and_dashboard_come_only_with_the_operator(render):
     def rule_groups(*values):
         return sorted(group["name"] for rule in render(set=["prometheusRule.enabled=true", *values]).kind("PrometheusRule")
                       for group in rule["spec"]["groups"])
 
     assert rule_groups() == ["hermit", "hermit-operator"]
     assert rule_groups("operator.enabled=false") == ["hermit"]
+
+    def dashboards(*values):
+        return sorted(render(set=["dashboards.enabled=true", *values]).one("ConfigMap", "-dashboards")["data"])
+
+    assert dashboards() == ["hermit-crawl.json", "hermit-operator.json"]
+    assert dashboards("operator.enabled=false") == ["hermit-crawl.json"]
 
 
 def test_dashboards_are_the_copies_of_monitoring(render):

@@ -20,7 +20,33 @@ import yaml
 from hermit.redis_server import free_loopback_port
 
 ROOT = Path(__file__).resolve().parents[2]
-DASHBOARD = ROOT / "monitoring" / "grafana" / "hermit-crawl.json"
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """A Grafana dashboard of monitoring/ and the variable every one of its queries filters on."""
+
+    path: Path
+    variable: str
+    #: What the variable lists: ``label_values(<metric>, <label>)``.
+    variable_query: str
+
+    @property
+    def model(self) -> dict:
+        return json.loads(self.path.read_text())
+
+    @property
+    def queries(self) -> list[tuple[str, str]]:
+        """(panel title, expression) of every query."""
+        return [(panel["title"], target["expr"]) for panel in self.model["panels"] if panel["type"] != "row"
+                for target in panel["targets"]]
+
+
+_GRAFANA = ROOT / "monitoring" / "grafana"
+CRAWL_DASHBOARD = Dashboard(_GRAFANA / "hermit-crawl.json", "crawl", "label_values(hermit_build_info, crawl)")
+OPERATOR_DASHBOARD = Dashboard(_GRAFANA / "hermit-operator.json", "instance",
+                               "label_values(hermit_operator_build_info, instance)")
+DASHBOARDS = {"crawl": CRAWL_DASHBOARD, "operator": OPERATOR_DASHBOARD}
 
 
 @dataclass(frozen=True)
@@ -78,21 +104,27 @@ def alert_rules() -> list[dict]:
     return WORKER_RULES.alerts
 
 
+@pytest.fixture(scope="session", params=sorted(DASHBOARDS))
+def each_dashboard(request: pytest.FixtureRequest) -> Dashboard:
+    """Each dashboard in turn."""
+    return DASHBOARDS[request.param]
+
+
 @pytest.fixture(scope="session")
-def operator_alert_rules() -> list[dict]:
-    return OPERATOR_RULES.alerts
+def dashboards() -> dict[str, Dashboard]:
+    return DASHBOARDS
 
 
 @pytest.fixture(scope="session")
 def dashboard() -> dict:
-    return json.loads(DASHBOARD.read_text())
+    """The crawl dashboard."""
+    return CRAWL_DASHBOARD.model
 
 
 @pytest.fixture(scope="session")
-def dashboard_queries(dashboard: dict) -> list[tuple[str, str]]:
-    """(panel title, expression) of every query in the dashboard."""
-    return [(panel["title"], target["expr"]) for panel in dashboard["panels"] if panel["type"] != "row"
-            for target in panel["targets"]]
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, expression) of every query in the crawl dashboard."""
+    return CRAWL_DASHBOARD.queries
 
 
 class Prometheus:

@@ -1,6 +1,7 @@
 """A real Prometheus scrapes a real ``hermit-operator`` process (against the mock API server):
-every metric the operator's alert rules use exists, every rule evaluates, and only the
-rule for the problem the cluster really has becomes pending."""
+every query of the operator's dashboard returns data, every metric its alert rules use
+exists, every rule evaluates, and only the rule for the problem the cluster really has
+becomes pending."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from operator_process import start_operator  # noqa: E402
 _OPERATOR_METRIC = re.compile(r"\bhermit_operator_[a-z0-9_]+")
 
 
-def test_prometheus_scrapes_the_operator_and_its_rules_find_their_series(tmp_path, prometheus, rule_files):
+def test_prometheus_scrapes_the_operator_and_its_rules_and_dashboard_find_their_series(
+    tmp_path, prometheus, rule_files, dashboards,
+):
     rules = rule_files["operator"]
     cluster = FakeCluster().start()
     # One pod over the budget (recycled), two under it, and one metrics.k8s.io knows nothing about.
@@ -39,6 +42,10 @@ def test_prometheus_scrapes_the_operator_and_its_rules_find_their_series(tmp_pat
         server.wait_for("hermit_operator_pods_without_memory", 1)
         # rate() and increase() need two samples of each series: a few more scrapes.
         server.wait_for('count_over_time(up{job="hermit-operator"}[1m])', 3, at_least=True)
+
+        no_data = [(title, expr) for title, expr in dashboards["operator"].queries
+                   if not server.query(expr.replace("$instance", ".*").replace("$__rate_interval", "1m"))]
+        assert no_data == [], f"operator dashboard queries without data: {no_data}"
 
         missing = set()
         for rule in rules.alerts:
