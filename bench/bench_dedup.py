@@ -9,7 +9,10 @@ Measures, against one embedded Redis started here:
   one pipelined round trip per key);
 - memory per URL: ``MEMORY USAGE`` of the filter at its capacity vs the SET of
   40-character hex fingerprints scrapy-redis keeps for the same URLs;
-- the false-positive ratio measured on fresh fingerprints once the filter is full.
+- the false-positive ratio measured on fresh fingerprints once the filter is full;
+- the floor of Redis itself: keys/s of a Lua loop that only makes k bit positions per
+  key, and of the same loop setting them with BITFIELD, one call per key or 100 keys
+  per call.
 
 Writes ``bench/results/dedup.json`` and prints a table with ratios. Run:
 
@@ -123,6 +126,44 @@ def naive_throughput(client: redis.Redis, capacity: int, keys: int, error_ratio:
     return result
 
 
+# Where Hermit's check-and-set time goes, measured inside Redis: a Lua loop that makes
+# k pseudo-random bit positions per key and, depending on ARGV[4], sets nothing (0),
+# sets each key's k bits in one BITFIELD call (1), or groups the SETs of ARGV[4] keys
+# into one BITFIELD call (as many as Lua's unpack() takes).
+_BITFIELD_FLOOR = """
+local n, k, bits, group = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local seed, args, c = 12345, {}, 0
+for i = 1, n do
+  for j = 1, k do
+    seed = (seed * 1103515245 + 12345) % 2147483648
+    args[c + 1], args[c + 2], args[c + 3], args[c + 4] = 'SET', 'u1', seed % bits, '1'
+    c = c + 4
+  end
+  if group == 0 then
+    c = 0
+  elseif i % group == 0 or i == n then
+    redis.call('BITFIELD', KEYS[1], unpack(args, 1, c))
+    c = 0
+  end
+end
+return n
+"""
+
+
+def bitfield_floor(client: redis.Redis, capacity: int, error_ratio: float, keys: int) -> dict[str, float]:
+    """Keys/s of the bare Lua loop, of one BITFIELD per key, and of 100 keys per BITFIELD."""
+    bits, hashes = layer_sizing(capacity, layer_error_ratio(error_ratio, 0))
+    client.execute_command("BITFIELD", "bench:floor", "SET", "u1", bits - 1, 0)
+    script = client.register_script(_BITFIELD_FLOOR)
+    per_call = 2000
+    result = {}
+    for name, group in (("lua_positions_only", 0), ("bitfield_per_key", 1), ("bitfield_100_keys_per_call", 100)):
+        result[name] = rate(keys, lambda: [script(keys=["bench:floor"], args=[per_call, hashes, bits, group])
+                                           for _ in range(keys // per_call)])
+    client.delete("bench:floor")
+    return result
+
+
 def memory_and_false_positives(client: redis.Redis, urls_count: int, error_ratio: float) -> dict[str, float]:
     """Fill a filter of capacity *urls_count* to capacity; same URLs as a scrapy-redis SET."""
     bloom = RedisBloomFilter(client, CrawlKeys("bench-memory"), capacity=urls_count, error_ratio=error_ratio)
@@ -184,6 +225,13 @@ def print_table(report: dict, console: Console) -> None:
         f" its own (that alone: {t['scrapy_redis_fingerprint_only']:,.0f}/s, so its SADD round trips"
         f" alone would do ~{t['scrapy_redis_store_only_estimate']:,.0f}/s)."
     )
+    f = report["redis_floor_keys_per_second"]
+    console.print(
+        f"Inside Redis, a Lua loop making the positions alone runs {f['lua_positions_only']:,.0f} keys/s;"
+        f" setting each key's bits with one BITFIELD: {f['bitfield_per_key']:,.0f}/s; the SETs of 100 keys"
+        f" in one BITFIELD: {f['bitfield_100_keys_per_call']:,.0f}/s. The time goes to each bit set, not"
+        " to each call."
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -213,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"  scrapy-redis: {scrapy_redis}")
         naive = naive_throughput(client, args.urls, args.naive_keys, args.error_ratio)
         console.print(f"  naive: {naive:,.0f}/s")
+        floor = bitfield_floor(client, args.urls, args.error_ratio, args.speed_keys)
+        console.print(f"  Redis floor: {floor}")
         memory = memory_and_false_positives(client, args.urls, args.error_ratio)
         client.close()
 
@@ -236,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 1 / scrapy_redis["request_seen_new"] - 1 / scrapy_redis["fingerprint_only"]
             ),
         },
+        # Keys/s inside Redis with Hermit's first-layer k, without its hashing and bookkeeping.
+        "redis_floor_keys_per_second": floor,
         "memory": memory,
         "ratios": {
             "hermit_vs_scrapy_redis_checks": hermit["add_new"] / scrapy_redis["request_seen_new"],
