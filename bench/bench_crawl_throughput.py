@@ -82,6 +82,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pstats
+import re
 import statistics
 import subprocess
 import sys
@@ -311,14 +313,17 @@ VARIANTS = (
 )
 
 
-def worker_command(variant: Variant, site_url: str, redis_url: str, crawl: str, probe: Path) -> list[str]:
+def worker_command(variant: Variant, site_url: str, redis_url: str, crawl: str, probe: Path,
+                   profile: Path | None = None) -> list[str]:
+    """The crawler's command line; with *profile*, run under cProfile writing to that file."""
+    python = [sys.executable] if profile is None else [sys.executable, "-m", "cProfile", "-o", str(profile)]
     common = ["-a", f"url={site_url}", "-s", f"BENCH_PROBE_FILE={probe}"]
     if variant.kind == "hermit":
-        return [sys.executable, "-m", "hermit.cli", "worker", "demo", "--redis", redis_url, "--crawl", crawl,
+        return [*python, "-m", "hermit.cli", "worker", "demo", "--redis", redis_url, "--crawl", crawl,
                 *common, "-s", f"HERMIT_IDLE_CLOSE_SECONDS={HERMIT_IDLE_CLOSE_SECONDS}",
                 "-s", "HERMIT_METRICS_HOST=127.0.0.1", "-s", "HERMIT_METRICS_PORT=0",
                 "-s", "HERMIT_DIAGNOSTICS_PORT=0"]
-    command = [sys.executable, "-m", "scrapy", "crawl", "demo", *common]
+    command = [*python, "-m", "scrapy", "crawl", "demo", *common]
     if variant.kind == "scrapy-redis":
         command += ["-s", "SCHEDULER=scrapy_redis.scheduler.Scheduler",
                     "-s", "DUPEFILTER_CLASS=scrapy_redis.dupefilter.RFPDupeFilter",
@@ -396,7 +401,7 @@ def cores_busy(series: list[tuple[float, float]], start: float, end: float) -> f
 
 
 def run_once(variant: Variant, round_: int, site: DemoSiteProcess, server: EmbeddedRedis, project: Path,
-             workdir: Path) -> dict[str, Any]:
+             workdir: Path, profile_dir: Path | None = None) -> dict[str, Any]:
     client = redis.Redis.from_url(server.url)
     client.execute_command("FLUSHALL", "SYNC")
     client.config_resetstat()  # commandstats from zero: the crawlers' commands only
@@ -412,9 +417,11 @@ def run_once(variant: Variant, round_: int, site: DemoSiteProcess, server: Embed
     launched = time.time()
     try:
         for probe, log in zip(probes, logs):
+            profile = None if profile_dir is None else profile_dir / f"{probe.stem}.prof"
             with log.open("wb") as out:
-                processes.append(subprocess.Popen(worker_command(variant, site.url, server.url, crawl, probe),
-                                                  cwd=project, stdout=out, stderr=subprocess.STDOUT))
+                processes.append(subprocess.Popen(
+                    worker_command(variant, site.url, server.url, crawl, probe, profile),
+                    cwd=project, stdout=out, stderr=subprocess.STDOUT))
         watched = dict(others)
         for i, process in enumerate(processes):
             try:
@@ -497,7 +504,7 @@ def run_once(variant: Variant, round_: int, site: DemoSiteProcess, server: Embed
     for worker, cores in zip(workers, worker_cores):
         worker["cores_busy_in_window"] = round(cores, 3)
     return {
-        "round": round_ + 1, "variant": variant.key, "workers": variant.workers,
+        "round": round_ + 1, "variant": variant.key, "crawl": crawl, "workers": variant.workers,
         "pages_expected": len(expected), "pages_fetched": pages, "complete": not missing,
         "missing": len(missing), "missing_examples": missing[:10],
         "unexpected": len(unexpected), "unexpected_examples": unexpected[:10],
@@ -589,6 +596,69 @@ def summarize(runs: list[dict[str, Any]], cpus: int) -> dict[str, Any]:
     return summary
 
 
+# -- where the crawlers' CPU goes (--profile) ------------------------------------------
+
+_C_FUNCTION_OWNER = re.compile(r"(?:of '|built-in method )_?([A-Za-z0-9]+)")
+
+
+def code_owner(filename: str, function: str) -> str:
+    """The package a profiled function belongs to: ``scrapy``, ``twisted``, ``hermit``,
+    ``lxml``..., ``python:<module>`` for the standard library."""
+    if filename == "~":  # a C function: its type's or module's name says whose it is
+        match = _C_FUNCTION_OWNER.search(function)
+        return match.group(1) if match else "builtins"
+    path = filename.replace("\\", "/")
+    if "/site-packages/" in path:
+        return path.split("/site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
+    if "/hermit/" in path:
+        return "hermit"
+    if f"/{PROJECT}/" in path:
+        return "this benchmark's probe"
+    if "/lib/python" in path:
+        return "python:" + path.split("/lib/python", 1)[1].split("/", 2)[1].removesuffix(".py")
+    return "other"
+
+
+def cpu_by_owner(profiles: Sequence[Path]) -> dict[str, float]:
+    """Seconds spent in each package's own code (cProfile's tottime), over *profiles*."""
+    totals: dict[str, float] = {}
+    for path in profiles:
+        for (filename, _, function), (_, _, own_seconds, _, _) in pstats.Stats(str(path)).stats.items():
+            owner = code_owner(filename, function)
+            totals[owner] = totals.get(owner, 0.0) + own_seconds
+    return totals
+
+
+def profile_summary(runs: Sequence[dict[str, Any]], profile_dir: Path) -> dict[str, dict[str, float]]:
+    """Per crawler: ms of CPU per page in each package's own code, summed over its runs' workers."""
+    summary: dict[str, dict[str, float]] = {}
+    for key in dict.fromkeys(run["variant"] for run in runs):
+        own = [run for run in runs if run["variant"] == key]
+        pages = sum(run["pages_fetched"] for run in own)
+        profiles = [profile_dir / f"{run['crawl']}-{i}.prof" for run in own for i in range(run["workers"])]
+        profiles = [path for path in profiles if path.exists()]
+        seconds = cpu_by_owner(profiles)
+        summary[key] = {owner: round(1000 * value / max(1, pages), 3)
+                        for owner, value in sorted(seconds.items(), key=lambda kv: -kv[1])}
+    return summary
+
+
+def print_profile(summary: dict[str, dict[str, float]], console: Console, rows: int = 14) -> None:
+    keys = list(summary)
+    totals: dict[str, float] = {}
+    for per_owner in summary.values():
+        for owner, ms in per_owner.items():
+            totals[owner] = max(totals.get(owner, 0.0), ms)
+    table = Table(title="CPU ms per page in each package's own code (cProfile; slows every crawler alike)")
+    table.add_column("package")
+    for key in keys:
+        table.add_column(key, justify="right")
+    for owner in sorted(totals, key=lambda o: -totals[o])[:rows]:
+        table.add_row(owner, *(f"{summary[key].get(owner, 0.0):.2f}" for key in keys))
+    table.add_row("all", *(f"{sum(summary[key].values()):.2f}" for key in keys))
+    console.print(table)
+
+
 def print_tables(report: dict[str, Any], console: Console) -> None:
     p = report["params"]
     summary = report["summary"]
@@ -653,6 +723,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         + ", ".join(v.key for v in VARIANTS) + ")")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep-logs", type=Path, help="copy the workers' logs and probe files to this directory")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="run every crawler under cProfile, keep the profiles in DIR and print the CPU per page"
+                             " of each package (profiling slows the crawlers: its rates are not the benchmark's)")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="on a shared machine: before each run, wait up to SECONDS for 5 s of idle CPUs")
     args = parser.parse_args(argv)
@@ -669,6 +742,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cpus = os.cpu_count() or 1
     bench_started = time.monotonic()
     runs: list[dict[str, Any]] = []
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hermit-bench-throughput-") as tmp, EmbeddedRedis() as server, \
             DemoSiteProcess(pages=pages, **SITE_OPTIONS) as site:
         project = write_project(Path(tmp) / "project", args.concurrency)
@@ -685,7 +760,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if waited and not waited["quiet"]:
                     console.print(f"    [yellow]the machine was not quiet within {args.wait_quiet:.0f}s;"
                                   " crawling anyway[/]")
-                run = run_once(variant, round_, site, server, project, workdir)
+                run = run_once(variant, round_, site, server, project, workdir, args.profile)
                 run["waited_for_quiet"] = waited
                 runs.append(run)
                 c = run["cores_busy_in_window"]
@@ -720,10 +795,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "summary": summarize(runs, cpus),
         "runs": runs,
+        "profile_cpu_ms_per_page": profile_summary(runs, args.profile) if args.profile else None,
         "bench_seconds": round(time.monotonic() - bench_started, 1),
     }
     write_report(report, args.out)
     print_tables(report, console)
+    if report["profile_cpu_ms_per_page"]:
+        print_profile(report["profile_cpu_ms_per_page"], console)
     console.print(f"written to {args.out} in {report['bench_seconds']:.0f}s")
     return 0
 

@@ -66,7 +66,8 @@ class HermitScheduler(BaseScheduler):
     ``dupefilter/filtered``, ``hermit/leases/acked``, ``hermit/leases/returned``,
     ``hermit/dead_letters``, ``hermit/requests/unserializable``,
     ``hermit/redis/errors``. Duplicates are reported through Scrapy's
-    ``request_dropped`` signal, as Scrapy's own scheduler does.
+    ``request_dropped`` signal, as Scrapy's own scheduler does, and logged as its
+    dupefilter logs them: the first one, or every one with ``DUPEFILTER_DEBUG``.
     """
 
     def __init__(self, crawler: Crawler, config: WorkerConfig) -> None:
@@ -88,6 +89,9 @@ class HermitScheduler(BaseScheduler):
         self._ticker: LoopingCall | None = None
         self._returned_on_close = False
         self._closed = False
+        # As Scrapy's RFPDupeFilter: the first duplicate is logged, the rest only with DUPEFILTER_DEBUG.
+        self._log_every_duplicate = crawler.settings.getbool("DUPEFILTER_DEBUG")
+        self._duplicate_logged = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> HermitScheduler:
@@ -274,12 +278,20 @@ class HermitScheduler(BaseScheduler):
                 self.stats.inc_value("scheduler/enqueued/redis")
             else:
                 self.stats.inc_value("dupefilter/filtered")
-                logger.debug("Filtered duplicate request: %s", request)
+                self._log_duplicate(request)
                 self.crawler.signals.send_catch_log(
                     signals.request_dropped, request=request, spider=self.spider
                 )
         if any(queued):
             self._next_poll = 0.0  # there is work now, maybe for us
+
+    def _log_duplicate(self, request: Request) -> None:
+        if self._log_every_duplicate:
+            logger.debug("Filtered duplicate request: %s", request)
+        elif not self._duplicate_logged:
+            logger.debug("Filtered duplicate request: %s - no more duplicates will be shown"
+                         " (see DUPEFILTER_DEBUG to show all duplicates)", request)
+            self._duplicate_logged = True
 
     def _request_finished(self, request: Request) -> None:
         lease_id = self._in_progress.pop(request, None)
