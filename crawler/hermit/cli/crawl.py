@@ -94,8 +94,7 @@ def print_summary(result: LocalCrawlResult) -> None:
         f"crawl {result.crawl!r} ended after {result.seconds:.1f}s",
         f"  pages processed   {pages}  ({pages / max(result.seconds, 1e-6):.0f}/s)",
         f"  items             {result.status.items}",
-        f"  requests queued   {counters.get('enqueued', 0)}  (duplicates found in Redis"
-        f" {counters.get('duplicates', 0)}, besides those workers knew)",
+        f"  requests queued   {counters.get('enqueued', 0)}  (duplicates filtered {counters.get('duplicates', 0)})",
         f"  left in queue     {q.queued}  (leased {q.leased})",
         f"  dead letters      {q.dead_letters}",
         f"  worker restarts   {result.restarts}",
