@@ -50,8 +50,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "HERMIT_DEDUP_ERROR_RATIO": 1e-4,
     "HERMIT_DEDUP_GROWTH": 2,
     "HERMIT_DEDUP_MAX_CHUNK_BITS": 2**32,
-    # Fingerprints a worker remembers as already in the filter (0: ask Redis every time).
-    "HERMIT_DEDUP_KNOWN_FINGERPRINTS": 100_000,
     # Durable item sink (a Redis stream per crawl).
     "HERMIT_ITEMS_ENABLED": True,
     # Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port, logged).
@@ -115,9 +113,6 @@ SETTING_DOCS: dict[str, SettingDoc] = {
     "HERMIT_DEDUP_GROWTH": SettingDoc("each new layer holds this many times more"),
     "HERMIT_DEDUP_MAX_CHUNK_BITS": SettingDoc(
         "largest bitmap key (Redis strings stop at 512 MB = 2**32 bits)", "2**32"),
-    "HERMIT_DEDUP_KNOWN_FINGERPRINTS": SettingDoc(
-        "fingerprints each worker remembers as already in the crawl's filter, so it drops repeated links "
-        "without encoding them or asking Redis (~100 bytes each; 0 turns it off)"),
     "HERMIT_ITEMS_ENABLED": SettingDoc("write items to the crawl's Redis stream"),
     "HERMIT_METRICS_ENABLED": SettingDoc(
         "serve Prometheus metrics at `http://HOST:PORT/metrics` ([observability](observability.md), "
@@ -223,7 +218,6 @@ class WorkerConfig:
     redis_retry_max_seconds: float
     redis_socket_timeout_seconds: float
     bloom: BloomSettings
-    known_fingerprints: int
     items_enabled: bool
 
     @classmethod
@@ -265,6 +259,5 @@ class WorkerConfig:
                 growth=_number(settings, "HERMIT_DEDUP_GROWTH", int, 2),
                 max_chunk_bits=max_chunk_bits,
             ),
-            known_fingerprints=_number(settings, "HERMIT_DEDUP_KNOWN_FINGERPRINTS", int, 0),
             items_enabled=settings.getbool("HERMIT_ITEMS_ENABLED", True),
         )

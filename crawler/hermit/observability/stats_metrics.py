@@ -117,11 +117,6 @@ def stats_families(stats: Mapping[str, Any], crawl: str) -> Iterator[Metric]:
         "result",
         {"new": _int(stats, "scheduler/enqueued/redis"), "duplicate": _int(stats, "dupefilter/filtered")},
     )
-    yield counter("hermit_dedup_known_locally",
-                  "Duplicates this worker dropped itself, their fingerprints already confirmed in the crawl's "
-                  "filter (HERMIT_DEDUP_KNOWN_FINGERPRINTS), without asking Redis; part of "
-                  "hermit_dedup_checks_total{result=\"duplicate\"}.",
-                  _int(stats, "hermit/dedup/known_locally"))
     yield counter("hermit_requests_leased", "Requests this worker leased from the crawl's queue and started.",
                   _int(stats, "scheduler/dequeued/redis"))
     yield labelled(
