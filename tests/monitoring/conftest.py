@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -191,6 +192,17 @@ class Prometheus:
         answer = self.api("query", query=expr)
         assert answer["status"] == "success", f"{expr}: {answer.get('error')}"
         return answer["data"]["result"]
+
+    def metrics_missing(self, alerts: list[dict], metric: re.Pattern[str]) -> set[tuple[str, str]]:
+        """(alert, metric) for each metric an alert's expression names (per *metric*) that no
+        scraped series has; every expression is also evaluated, so invalid PromQL fails."""
+        missing = set()
+        for rule in alerts:
+            self.query(rule["expr"])
+            for name in set(metric.findall(rule["expr"])):
+                if not self.query(f'count({{__name__="{name}"}})'):
+                    missing.add((rule["alert"], name))
+        return missing
 
     def wait_for(self, expr: str, expected: float, at_least: bool = False, timeout: float = 60.0) -> None:
         """Until *expr* (one series) equals *expected* (or is at least that): Prometheus catches up."""

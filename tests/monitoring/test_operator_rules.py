@@ -47,12 +47,7 @@ def test_prometheus_scrapes_the_operator_and_its_rules_and_dashboard_find_their_
                    if not server.query(expr.replace("$instance", ".*").replace("$__rate_interval", "1m"))]
         assert no_data == [], f"operator dashboard queries without data: {no_data}"
 
-        missing = set()
-        for rule in rules.alerts:
-            server.query(rule["expr"])  # valid PromQL, evaluated against real series
-            for metric in set(_OPERATOR_METRIC.findall(rule["expr"])):
-                if not server.query(f'count({{__name__="{metric}"}})'):
-                    missing.add((rule["alert"], metric))
+        missing = server.metrics_missing(rules.alerts, _OPERATOR_METRIC)
         assert missing == set(), f"operator alert rules on metrics the operator doesn't export: {missing}"
 
         deadline = time.monotonic() + 30

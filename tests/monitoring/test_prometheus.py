@@ -96,12 +96,7 @@ def test_prometheus_scrapes_the_workers_and_every_query_finds_data(
         no_data = [(title, expr) for title, expr in dashboard_queries if not server.query(for_prometheus(expr))]
         assert no_data == [], f"dashboard queries without data: {no_data}"
 
-        missing = set()
-        for rule in alert_rules:
-            server.query(rule["expr"])  # valid PromQL, evaluated against real series
-            for metric in set(_METRIC.findall(rule["expr"])):
-                if not server.query(f'count({{__name__="{metric}"}})'):
-                    missing.add((rule["alert"], metric))
+        missing = server.metrics_missing(alert_rules, _METRIC)
         assert missing == set(), f"alert rules on metrics no worker exports: {missing}"
 
         # Prometheus loaded and evaluated every rule without error; none fires on a healthy crawl
