@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from scrapy.exceptions import NotConfigured
 
 from hermit.keys import validate_crawl_name
+from hermit.queue.codec import check_codec
 from hermit.queue.redis_queue import QUEUE_ORDERS, BloomSettings
 from hermit.setting_spec import Setting
 
@@ -40,6 +41,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "HERMIT_IDLE_CLOSE_SECONDS": 0.0,
     # Order within one priority.
     "HERMIT_QUEUE_ORDER": "fifo",
+    # Encoding of queued requests: "json" (safe) or "pickle" (only for a trusted Redis).
+    "HERMIT_QUEUE_CODEC": "json",
     # Outbound batching: flush queued pushes/items/acks at this many operations.
     "HERMIT_FLUSH_MAX_OPERATIONS": 500,
     # Redis outage: retry with exponential backoff up to this delay.
@@ -103,6 +106,11 @@ SETTING_DOCS: dict[str, SettingDoc] = {
         "close once nothing is queued or leased crawl-wide for this long; 0 = wait for new seeds forever"),
     "HERMIT_QUEUE_ORDER": SettingDoc(
         "order within one priority (" + " or ".join(f"`{order}`" for order in QUEUE_ORDERS) + ")"),
+    "HERMIT_QUEUE_CODEC": SettingDoc(
+        "encoding of queued requests: `json` carries items, datetimes, decimals and more, and never runs code "
+        "from Redis; `pickle` carries whatever pickle can, but anyone who can write to the Redis can then run "
+        "code in every worker: only for a Redis no one untrusted can reach ([scrapy-compatibility]"
+        "(scrapy-compatibility.md#queued-requests))"),
     "HERMIT_FLUSH_MAX_OPERATIONS": SettingDoc("write pushes/items/acks at once when this many wait"),
     "HERMIT_REDIS_RETRY_MAX_SECONDS": SettingDoc("longest backoff between retries while Redis is unreachable"),
     "HERMIT_REDIS_SOCKET_TIMEOUT_SECONDS": SettingDoc("Redis socket timeout"),
@@ -219,6 +227,7 @@ class WorkerConfig:
     redis_socket_timeout_seconds: float
     bloom: BloomSettings
     items_enabled: bool
+    queue_codec: str = "json"
 
     @classmethod
     def from_settings(cls, settings: BaseSettings, spider_name: str) -> WorkerConfig:
@@ -231,6 +240,10 @@ class WorkerConfig:
         order = settings.get("HERMIT_QUEUE_ORDER", DEFAULT_SETTINGS["HERMIT_QUEUE_ORDER"])
         if order not in QUEUE_ORDERS:
             raise NotConfigured(f"HERMIT_QUEUE_ORDER must be one of {QUEUE_ORDERS}, got {order!r}")
+        try:
+            queue_codec = check_codec(settings.get("HERMIT_QUEUE_CODEC", DEFAULT_SETTINGS["HERMIT_QUEUE_CODEC"]))
+        except ValueError as exc:
+            raise NotConfigured(str(exc)) from None
         error_ratio = _number(settings, "HERMIT_DEDUP_ERROR_RATIO", float, 0)
         if not 0 < error_ratio < 1:
             raise NotConfigured(f"HERMIT_DEDUP_ERROR_RATIO must be between 0 and 1, got {error_ratio}")
@@ -260,4 +273,5 @@ class WorkerConfig:
                 max_chunk_bits=max_chunk_bits,
             ),
             items_enabled=settings.getbool("HERMIT_ITEMS_ENABLED", True),
+            queue_codec=queue_codec,
         )

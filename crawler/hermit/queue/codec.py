@@ -1,29 +1,49 @@
-"""Compact, pickle-free encoding of Scrapy requests for the Redis queue.
+"""Compact encodings of Scrapy requests for the Redis queue: pickle-free by default.
 
-A queued request is one JSON object holding only what differs from a plain
-``Request(url)``: the common case is ``{"u":"https://…/p/1.html","M":{"depth":2}}``.
-Priority is not stored: the queue keeps it (one Redis list per priority).
+A queued request holds only what differs from a plain ``Request(url)``: the common
+case is ``{"u":"https://…/p/1.html","M":{"depth":2}}``. Priority is not stored: the
+queue keeps it.
 
-Values JSON cannot hold are tagged: ``{"$b": base64}`` for bytes, ``{"$t": [...]}``
-for tuples, ``{"$d": [[key, value], ...]}`` for dicts whose keys are not all plain
-strings. Anything else (arbitrary objects in ``meta`` or ``cb_kwargs``, callbacks
-that are not spider methods) cannot be queued and raises
-:class:`UnserializableRequest`; nothing is ever unpickled from Redis, so a queue
-entry can't run code in a worker.
+Two codecs (``HERMIT_QUEUE_CODEC``):
+
+``json`` (the default)
+    UTF-8 JSON; ``meta`` and ``cb_kwargs`` values use the tagged encoding of
+    :mod:`hermit.queue.values` (items of every kind itemadapter supports but
+    pydantic, datetimes, decimals, UUIDs, sets, enums, bytes, tuples, nested).
+    Decoding never unpickles, never imports a module outside the spider's own
+    package, and builds only requests, items, dataclass/attrs objects and enums, so
+    a queue entry can't run code in a worker. A pickle entry is refused.
+``pickle``
+    The same compact dict, pickled (protocol 5): whatever Scrapy's own disk queues
+    can hold. **Only for a Redis no one untrusted can write to**: unpickling runs
+    whatever the entry says, so anyone who can write to the crawl's keys can run
+    code in every worker. It also reads JSON entries (``hermit seed`` writes those).
+
+A request that can't be queued raises :class:`UnserializableRequest` naming the
+value's path (``cb_kwargs['item']['when']``) and the fix; an entry that can't be
+rebuilt raises :class:`UndecodableEntry` (the scheduler dead-letters it).
 """
 
 from __future__ import annotations
 
-import base64
 import json
+import logging
+import pickle
 from typing import TYPE_CHECKING, Any
 
 from scrapy import Request
-from scrapy.utils.misc import load_object
 from scrapy.utils.request import request_from_dict
+
+from hermit.queue.values import UnencodableValue, decode_value, encode_value, resolve_class
 
 if TYPE_CHECKING:
     from scrapy import Spider
+
+logger = logging.getLogger(__name__)
+
+#: Names HERMIT_QUEUE_CODEC accepts; the first is the default.
+CODECS = ("json", "pickle")
+PICKLE_PROTOCOL = 5
 
 # Short names of Request attributes, and the value each has by default.
 _SHORT_NAMES: dict[str, str] = {
@@ -60,89 +80,119 @@ _NOT_STORED = {"priority"}
 
 
 class UnserializableRequest(ValueError):
-    """The request holds something that can't be queued (the message says what)."""
+    """The request holds something that can't be queued (the message says what and where)."""
 
 
 class UndecodableEntry(ValueError):
     """A queue entry is not a request this worker can rebuild (the message says why)."""
 
 
-def _encode_value(value: Any, path: str) -> Any:
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    if isinstance(value, (bytes, bytearray)):
-        return {"$b": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, list):
-        return [_encode_value(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, tuple):
-        return {"$t": [_encode_value(v, f"{path}[{i}]") for i, v in enumerate(value)]}
-    if isinstance(value, dict):
-        if all(isinstance(k, str) and not k.startswith("$") for k in value):
-            return {k: _encode_value(v, f"{path}[{k!r}]") for k, v in value.items()}
-        return {
-            "$d": [
-                [_encode_value(k, f"{path} key"), _encode_value(v, f"{path}[{k!r}]")]
-                for k, v in value.items()
-            ]
-        }
-    raise UnserializableRequest(
-        f"{path} is a {type(value).__module__}.{type(value).__qualname__}, which can't be queued"
-        " (queued requests may hold str, int, float, bool, None, bytes, list, tuple and dict)"
-    )
+def check_codec(name: Any) -> str:
+    """*name* if it is one of :data:`CODECS`; ValueError otherwise."""
+    if name not in CODECS:
+        raise ValueError(f"HERMIT_QUEUE_CODEC must be one of {CODECS}, got {name!r}")
+    return name
 
 
-def _decode_value(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_decode_value(v) for v in value]
-    if isinstance(value, dict):
-        if len(value) == 1:
-            (tag, inner), = value.items()
-            if tag == "$b":
-                return base64.b64decode(inner, validate=True)
-            if tag == "$t":
-                return tuple(_decode_value(v) for v in inner)
-            if tag == "$d":
-                return {_decode_value(k): _decode_value(v) for k, v in inner}
-        return {k: _decode_value(v) for k, v in value.items()}
-    return value
-
-
-def encode_request(request: Request, spider: Spider | None) -> bytes:
-    """Return the queue entry for *request* (UTF-8 JSON, defaults left out).
-
-    Raises :class:`UnserializableRequest` when a callback is not a method of
-    *spider* or a value can't be represented.
-    """
+def _compact(request: Request, spider: Spider | None) -> dict[str, Any]:
+    """*request*'s dict form with defaults left out and short names."""
     try:
         data = request.to_dict(spider=spider)
     except ValueError as exc:
         raise UnserializableRequest(f"{request}: {exc}") from exc
-    compact: dict[str, Any] = {}
-    for name, value in data.items():
-        if name in _NOT_STORED or (name in _DEFAULTS and value == _DEFAULTS[name]):
-            continue
-        compact[_SHORT_NAMES.get(name, name)] = _encode_value(value, f"{request}: {name}")
-    return json.dumps(compact, separators=(",", ":"), ensure_ascii=False).encode()
+    return {
+        _SHORT_NAMES.get(name, name): value
+        for name, value in data.items()
+        if name not in _NOT_STORED and not (name in _DEFAULTS and value == _DEFAULTS[name])
+    }
 
 
-def decode_request(entry: bytes, spider: Spider | None, priority: int = 0) -> Request:
-    """Rebuild the request of a queue entry; raise :class:`UndecodableEntry` if impossible."""
+def encode_request(request: Request, spider: Spider | None, codec: str = "json") -> bytes:
+    """Return the queue entry for *request* in *codec* (``"json"`` or ``"pickle"``).
+
+    Raises :class:`UnserializableRequest` when a callback is not a method of
+    *spider* or a value can't be represented; the message names the value's path.
+    """
+    compact = _compact(request, spider)
+    if codec == "pickle":
+        return _pickle(compact, request)
+    if codec != "json":
+        check_codec(codec)
     try:
-        compact = json.loads(entry)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise UndecodableEntry(f"not JSON: {exc}") from exc
+        encoded = {name: encode_value(value, _LONG_NAMES.get(name, name)) for name, value in compact.items()}
+    except UnencodableValue as exc:
+        raise UnserializableRequest(f"{request}: {exc}") from None
+    return json.dumps(encoded, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _pickle(compact: dict[str, Any], request: Request) -> bytes:
+    try:
+        return pickle.dumps(compact, protocol=PICKLE_PROTOCOL)
+    except Exception:  # pickle raises PicklingError, TypeError or AttributeError
+        named = {_LONG_NAMES.get(k, k): v for k, v in compact.items()}
+        path, reason = _unpicklable_part(named, "")
+        raise UnserializableRequest(
+            f"{request}: {path} can't be pickled ({reason}): pass plain data, or make the object picklable"
+        ) from None
+
+
+def _unpicklable_part(value: Any, path: str) -> tuple[str, str]:
+    """The path of the innermost part of *value* pickle refuses, and pickle's reason."""
+    children: Any = ()
+    if isinstance(value, dict):
+        children = ((f"{path}[{k!r}]" if path else k, v) for k, v in value.items())
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        children = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    for child_path, child in children:
+        try:
+            pickle.dumps(child, protocol=PICKLE_PROTOCOL)
+        except Exception:
+            return _unpicklable_part(child, child_path)
+    try:
+        pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+    except Exception as exc:
+        return path, f"{type(exc).__name__}: {exc}"
+    return path, "unknown"  # pragma: no cover - only the whole failed
+
+
+def _is_request_class(cls: type) -> bool:
+    return issubclass(cls, Request)
+
+
+def decode_request(entry: bytes, spider: Spider | None, priority: int = 0, codec: str = "json") -> Request:
+    """Rebuild the request of a queue entry; raise :class:`UndecodableEntry` if impossible.
+
+    With *codec* ``"json"`` a pickle entry is refused, never unpickled.
+    """
+    if entry[:1] == b"\x80":  # a pickle's protocol opcode; JSON starts with "{"
+        if codec != "pickle":
+            raise UndecodableEntry(
+                "a pickle entry: this worker's HERMIT_QUEUE_CODEC is json, and it never unpickles")
+        try:
+            compact = pickle.loads(entry)
+        except Exception as exc:
+            raise UndecodableEntry(f"not a pickle: {type(exc).__name__}: {exc}") from exc
+        decode = _keep
+    else:
+        try:
+            compact = json.loads(entry)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise UndecodableEntry(f"not JSON: {exc}") from exc
+        decode = decode_value
     if not isinstance(compact, dict) or not isinstance(compact.get("u"), str):
         raise UndecodableEntry("not a request object (no 'u' URL field)")
     try:
-        data = {_LONG_NAMES.get(k, k): _decode_value(v) for k, v in compact.items()}
+        data = {_LONG_NAMES.get(k, k): decode(v, spider) for k, v in compact.items()}
         data["priority"] = priority
         if "_class" in data:
             # Only ever instantiate Request subclasses, whatever the entry says.
-            request_class = load_object(data["_class"])
-            if not (isinstance(request_class, type) and issubclass(request_class, Request)):
-                raise UndecodableEntry(f"{data['_class']!r} is not a Request class")
+            class_path = data["_class"]
+            module, _, name = class_path.rpartition(".") if isinstance(class_path, str) else ("", "", "")
+            resolve_class(f"{module}:{name}", spider, _is_request_class, "a Request class")
         return request_from_dict(data, spider=spider)
-    except UndecodableEntry:
-        raise
     except Exception as exc:  # a bad entry must never crash the worker
         raise UndecodableEntry(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _keep(value: Any, spider: Spider | None) -> Any:
+    return value

@@ -1,0 +1,352 @@
+"""Tagged JSON for the values a queued request carries in ``meta`` and ``cb_kwargs``.
+
+JSON's own types (str, int, float, bool, None, lists, dicts with string keys) are
+written as they are. Every other allowed kind is a one-key object whose key starts
+with ``$`` (a dict whose keys start with ``$`` is itself tagged, so a tag is never
+ambiguous):
+
+==========================  =============================================
+``{"$b": base64}``          bytes (a bytearray comes back as bytes)
+``{"$t": [...]}``           tuple (a namedtuple comes back as a tuple)
+``{"$d": [[k, v], ...]}``   dict whose keys are not all plain strings
+``{"$s": [...]}``           set; ``{"$fs": [...]}`` frozenset
+``{"$dt": iso}``            datetime; ``[iso, zone, fold]`` when it has a
+                            ``zoneinfo`` zone (its key), an offset with
+                            microseconds (``[d, s, us]``) or fold=1
+``{"$da": iso}``            date
+``{"$ti": iso}``            time; ``[iso, None, 1]`` when fold=1
+``{"$td": [d, s, us]}``     timedelta
+``{"$n": "1.10"}``          Decimal
+``{"$u": hex}``             UUID
+``{"$e": [class, value]}``  enum member, looked up by value
+``{"$o": [class, fields]}`` scrapy Item, dataclass or attrs object
+==========================  =============================================
+
+A class is named ``module:qualname``. Decoding resolves it only in modules this
+worker has already imported (or, with a spider, in the spider's own top-level
+package), never imports anything else, reads module and class dictionaries instead
+of calling ``getattr`` (so no module ``__getattr__`` runs), and accepts only a
+scrapy ``Item`` subclass, a dataclass or an attrs class for ``$o`` and an ``Enum``
+for ``$e``. Items are built with their class's ``__init__`` and ``item[field] =
+value``; dataclass and attrs objects as ``pickle`` and ``copy`` build them: the
+class's ``__new__``, then each field set directly (no ``__init__`` or
+``__post_init__`` runs; only fields are stored). Nothing else from queue data is
+ever called.
+
+Subclasses of str, int, float, dict, list, tuple and datetime types that are not
+enums come back as the base type, as JSON would give them; a datetime whose tzinfo
+is neither ``datetime.timezone`` nor ``zoneinfo.ZoneInfo`` (pytz, dateutil) comes
+back at the same instant with a fixed UTC offset.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import importlib
+import logging
+import sys
+import uuid
+import zoneinfo
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from scrapy import Item
+
+try:
+    import attrs
+except ImportError:  # pragma: no cover - attrs is optional (Twisted brings it)
+    attrs = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from scrapy import Spider
+
+logger = logging.getLogger(__name__)
+
+#: The kinds a JSON-codec request may carry, for error messages.
+SUPPORTED_KINDS = (
+    "str, int, float, bool, None, bytes, list, tuple, dict, set, frozenset, datetime, date, time, "
+    "timedelta, Decimal, UUID, enums, scrapy Items, dataclass and attrs objects"
+)
+
+
+class UnencodableValue(ValueError):
+    """A value a queued request can't carry; the message names where it is and the fix."""
+
+
+class UndecodableValue(ValueError):
+    """Queue data that is not a value this module writes (the message says why)."""
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def encode_value(value: Any, path: str) -> Any:
+    """*value* as JSON-ready data; *path* (``cb_kwargs['item']``) names it in errors."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return _encode_dict(value, path)
+    if kind is list:
+        return [encode_value(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    encoder = _ENCODERS.get(kind)
+    if encoder is not None:
+        return encoder(value, path)
+    return _encode_other(value, path)
+
+
+def _encode_dict(value: dict[Any, Any], path: str) -> Any:
+    if all(type(k) is str and not k.startswith("$") for k in value):
+        return {k: encode_value(v, f"{path}[{k!r}]") for k, v in value.items()}
+    return {"$d": [[encode_value(k, f"{path} key {k!r}"), encode_value(v, f"{path}[{k!r}]")]
+                   for k, v in value.items()]}
+
+
+def _encode_items(values: Any, path: str) -> list[Any]:
+    return [encode_value(v, f"{path}[{i}]") for i, v in enumerate(values)]
+
+
+def _encode_zoned(value: dt.datetime | dt.time, tag: str) -> dict[str, Any]:
+    tz = value.tzinfo
+    if tz is not None and not isinstance(tz, dt.timezone):
+        if isinstance(tz, zoneinfo.ZoneInfo) and tz.key is not None:
+            return {tag: [value.replace(tzinfo=None).isoformat(), tz.key, value.fold]}
+        offset = value.utcoffset()
+        tz = dt.timezone(offset) if offset is not None else None
+        value = value.replace(tzinfo=tz)
+    if tz is not None and tz.utcoffset(None).microseconds:
+        # fromisoformat (3.11) reads "+00:00:00.000001" as UTC: give such offsets apart.
+        offset = tz.utcoffset(None)
+        return {tag: [value.replace(tzinfo=None).isoformat(), [offset.days, offset.seconds, offset.microseconds],
+                      value.fold]}
+    return {tag: [value.isoformat(), None, 1]} if value.fold else {tag: value.isoformat()}
+
+
+_ENCODERS: dict[type, Callable[[Any, str], Any]] = {
+    bytes: lambda v, p: {"$b": base64.b64encode(v).decode("ascii")},
+    bytearray: lambda v, p: {"$b": base64.b64encode(bytes(v)).decode("ascii")},
+    tuple: lambda v, p: {"$t": _encode_items(v, p)},
+    set: lambda v, p: {"$s": _encode_items(v, p)},
+    frozenset: lambda v, p: {"$fs": _encode_items(v, p)},
+    dt.datetime: lambda v, p: _encode_zoned(v, "$dt"),
+    dt.date: lambda v, p: {"$da": v.isoformat()},
+    dt.time: lambda v, p: _encode_zoned(v, "$ti"),
+    dt.timedelta: lambda v, p: {"$td": [v.days, v.seconds, v.microseconds]},
+    decimal.Decimal: lambda v, p: {"$n": str(v)},
+    uuid.UUID: lambda v, p: {"$u": v.hex},
+}
+
+# Base kinds of the lenient fallbacks, in the order isinstance is tried.
+_BASE_KINDS: tuple[tuple[type, Callable[[Any, str], Any]], ...] = (
+    (str, lambda v, p: str(v)),
+    (int, lambda v, p: int(v)),
+    (float, lambda v, p: float(v)),
+    (dict, lambda v, p: _encode_dict(dict(v), p)),
+    (list, lambda v, p: _encode_items(v, p)),
+    *((kind, encoder) for kind, encoder in _ENCODERS.items() if kind is not dt.date),
+    (dt.date, _ENCODERS[dt.date]),  # after datetime, its subclass
+)
+
+
+def _encode_other(value: Any, path: str) -> Any:
+    kind = type(value)
+    if isinstance(value, enum.Enum):
+        return {"$e": [class_ref(kind, path), encode_value(value.value, f"{path}.value")]}
+    if isinstance(value, Item):
+        fields = {k: encode_value(v, f"{path}[{k!r}]") for k, v in value.items()}
+        return {"$o": [class_ref(kind, path), fields]}
+    names = _object_fields(kind)
+    if names is not None:
+        fields = {}
+        for name in names:
+            try:
+                field_value = getattr(value, name)
+            except AttributeError:  # a field its __init__ or __post_init__ never set
+                continue
+            fields[name] = encode_value(field_value, f"{path}.{name}")
+        return {"$o": [class_ref(kind, path), fields]}
+    for base, encoder in _BASE_KINDS:
+        if isinstance(value, base):
+            return encoder(value, path)
+    raise UnencodableValue(
+        f"{path} is a {kind.__module__}.{kind.__qualname__}, which can't be queued. Queued requests may "
+        f"carry {SUPPORTED_KINDS}: pass one of those (a dataclass or an Item instead of this object), or, "
+        "only if no one untrusted can write to your Redis, set HERMIT_QUEUE_CODEC = \"pickle\""
+    )
+
+
+def _object_fields(cls: type) -> tuple[str, ...] | None:
+    """Field names of a dataclass or attrs class; None for any other class."""
+    if dataclasses.is_dataclass(cls):
+        return tuple(f.name for f in dataclasses.fields(cls))
+    if attrs is not None and attrs.has(cls):
+        return tuple(a.name for a in attrs.fields(cls))
+    return None
+
+
+# Class references ------------------------------------------------------------
+
+_REFS: dict[type, str] = {}
+
+
+def class_ref(cls: type, path: str) -> str:
+    """``module:qualname`` of *cls*, checked to lead back to it; UnencodableValue if not."""
+    ref = _REFS.get(cls)
+    if ref is not None:
+        return ref
+    ref = f"{cls.__module__}:{cls.__qualname__}"
+    if "<locals>" in cls.__qualname__:
+        raise UnencodableValue(
+            f"{path} is a {cls.__qualname__}, a class defined inside a function, which other workers "
+            "can't find: define it at module level"
+        )
+    try:
+        found = _lookup(ref, None)
+    except UndecodableValue as exc:
+        raise UnencodableValue(f"{path} is a {ref}, which workers can't find by name ({exc})") from None
+    if found is not cls:
+        raise UnencodableValue(f"{path} is a {ref}, but that name leads to another object")
+    _REFS[cls] = ref
+    return ref
+
+
+def _lookup(ref: str, spider: Spider | None) -> Any:
+    """The object *ref* names, from an already-imported module; never runs module code
+    (except importing a module of the spider's own top-level package)."""
+    module_name, _, qualname = ref.partition(":")
+    if not module_name or not qualname:
+        raise UndecodableValue(f"{ref!r} is not a module:qualname class reference")
+    module = sys.modules.get(module_name)
+    if module is None:
+        project = type(spider).__module__.split(".")[0] if spider is not None else None
+        if project is None or module_name.split(".")[0] != project:
+            raise UndecodableValue(
+                f"{ref!r}: module {module_name!r} is not imported in this worker, and queue data never "
+                "imports modules (import it from your spider's module)"
+            )
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise UndecodableValue(f"{ref!r}: {exc}") from None
+    found: Any = module
+    for part in qualname.split("."):
+        if part.startswith("__"):
+            raise UndecodableValue(f"{ref!r} names a special attribute")
+        namespace = getattr(found, "__dict__", None)
+        if not isinstance(namespace, (dict, type(type.__dict__))) or part not in namespace:
+            raise UndecodableValue(f"{ref!r}: no {part!r} in {module_name}")
+        found = namespace[part]
+    return found
+
+
+def resolve_class(ref: Any, spider: Spider | None, allowed: Callable[[type], bool], kinds: str) -> type:
+    """The class *ref* names if it is one *allowed* accepts; UndecodableValue otherwise."""
+    if not isinstance(ref, str):
+        raise UndecodableValue(f"class reference {ref!r} is not a string")
+    found = _lookup(ref, spider)
+    if not (isinstance(found, type) and allowed(found)):
+        raise UndecodableValue(f"{ref!r} is not {kinds}; it is never loaded from queue data")
+    return found
+
+
+def _is_object_class(cls: type) -> bool:
+    return issubclass(cls, Item) or _object_fields(cls) is not None
+
+
+# Decoding ----------------------------------------------------------------------
+
+
+def decode_value(value: Any, spider: Spider | None = None) -> Any:
+    """The value :func:`encode_value` wrote; UndecodableValue (or another error of a
+    malformed entry) when *value* is not something it writes."""
+    kind = type(value)
+    if kind is list:
+        return [decode_value(v, spider) for v in value]
+    if kind is dict:
+        if len(value) == 1:
+            ((key, inner),) = value.items()
+            if key[:1] == "$":
+                decoder = _DECODERS.get(key)
+                if decoder is None:
+                    raise UndecodableValue(f"unknown tag {key!r}")
+                return decoder(inner, spider)
+        return {k: decode_value(v, spider) for k, v in value.items()}
+    return value
+
+
+def _list(inner: Any, tag: str) -> list[Any]:
+    if type(inner) is not list:
+        raise UndecodableValue(f"{tag} holds {type(inner).__name__}, not a list")
+    return inner
+
+
+def _decode_zoned(inner: Any, tag: str, kind: type) -> Any:
+    if type(inner) is str:
+        return kind.fromisoformat(inner)
+    text, zone, fold = _list(inner, tag)
+    value = kind.fromisoformat(text)
+    if type(zone) is str:
+        value = value.replace(tzinfo=zoneinfo.ZoneInfo(zone))
+    elif zone is not None:
+        value = value.replace(tzinfo=dt.timezone(_decode_timedelta(zone, None)))
+    return value.replace(fold=int(fold))
+
+
+def _decode_object(inner: Any, spider: Spider | None) -> Any:
+    ref, fields = _list(inner, "$o")
+    cls = resolve_class(ref, spider, _is_object_class, "a scrapy Item, dataclass or attrs class")
+    if type(fields) is not dict:
+        raise UndecodableValue(f"fields of {ref!r} are not an object")
+    if issubclass(cls, Item):
+        item = cls()
+        for name, field_value in fields.items():
+            item[name] = decode_value(field_value, spider)  # KeyError if not a declared field
+        return item
+    declared = _object_fields(cls) or ()
+    unknown = set(fields) - set(declared)
+    if unknown:
+        raise UndecodableValue(f"{ref!r} has no field {sorted(unknown)[0]!r}")
+    obj = cls.__new__(cls)
+    for name, field_value in fields.items():
+        object.__setattr__(obj, name, decode_value(field_value, spider))  # frozen classes too
+    return obj
+
+
+def _decode_enum(inner: Any, spider: Spider | None) -> Any:
+    ref, member_value = _list(inner, "$e")
+    cls = resolve_class(ref, spider, lambda c: issubclass(c, enum.Enum), "an Enum")
+    return cls(decode_value(member_value, spider))
+
+
+def _decode_timedelta(inner: Any, spider: Spider | None) -> dt.timedelta:
+    days, seconds, microseconds = _list(inner, "$td")
+    if not all(type(n) is int for n in (days, seconds, microseconds)):
+        raise UndecodableValue("$td holds a value that is not an integer")
+    return dt.timedelta(days=days, seconds=seconds, microseconds=microseconds)
+
+
+def _text(inner: Any, tag: str) -> str:
+    if type(inner) is not str:
+        raise UndecodableValue(f"{tag} holds {type(inner).__name__}, not a string")
+    return inner
+
+
+_DECODERS: dict[str, Callable[[Any, Any], Any]] = {
+    "$b": lambda v, s: base64.b64decode(_text(v, "$b"), validate=True),
+    "$t": lambda v, s: tuple(decode_value(x, s) for x in _list(v, "$t")),
+    "$d": lambda v, s: {decode_value(k, s): decode_value(x, s) for k, x in _list(v, "$d")},
+    "$s": lambda v, s: {decode_value(x, s) for x in _list(v, "$s")},
+    "$fs": lambda v, s: frozenset(decode_value(x, s) for x in _list(v, "$fs")),
+    "$dt": lambda v, s: _decode_zoned(v, "$dt", dt.datetime),
+    "$da": lambda v, s: dt.date.fromisoformat(_text(v, "$da")),
+    "$ti": lambda v, s: _decode_zoned(v, "$ti", dt.time),
+    "$td": lambda v, s: _decode_timedelta(v, s),
+    "$n": lambda v, s: decimal.Decimal(_text(v, "$n")),
+    "$u": lambda v, s: uuid.UUID(hex=_text(v, "$u")),
+    "$e": _decode_enum,
+    "$o": _decode_object,
+}

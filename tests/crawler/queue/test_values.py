@@ -1,0 +1,280 @@
+"""The tagged values queued requests carry: round trips over every allowed kind, and refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+import re
+import sys
+import zoneinfo
+from typing import Any
+
+import attrs
+import pytest
+import scrapy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hermit.queue.values import UndecodableValue, UnencodableValue, decode_value, encode_value
+
+
+class Color(enum.Enum):
+    RED = "red"
+    GREEN = ("g", 2)
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+class Perm(enum.Flag):
+    READ = 1
+    WRITE = 2
+
+
+class Product(scrapy.Item):
+    name = scrapy.Field()
+    price = scrapy.Field()
+    extra = scrapy.Field()
+
+
+@dataclasses.dataclass
+class Offer:
+    seller: Any
+    price: Any = None
+    seen: Any = dataclasses.field(default=None, init=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: Any
+    y: Any
+
+
+@dataclasses.dataclass(slots=True)
+class Slotted:
+    a: Any
+
+
+@attrs.define
+class Review:
+    text: Any
+    _stars: Any = 0
+
+
+@attrs.frozen
+class Tag:
+    name: Any
+
+
+class Outer:
+    @dataclasses.dataclass
+    class Inner:
+        v: Any
+
+
+ZONES = [zoneinfo.ZoneInfo("Europe/Paris"), zoneinfo.ZoneInfo("America/New_York")]
+timezones = (
+    st.none() | st.just(dt.timezone.utc) | st.sampled_from(ZONES)
+    | st.builds(dt.timezone, st.timedeltas(min_value=-dt.timedelta(hours=23), max_value=dt.timedelta(hours=23)))
+)
+hashable_scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary()
+    | st.datetimes(timezones=timezones) | st.dates() | st.times(timezones=st.none() | st.just(dt.timezone.utc))
+    | st.timedeltas() | st.decimals(allow_nan=False) | st.uuids()
+    | st.sampled_from([*Color, *Level, Perm.READ, Perm.READ | Perm.WRITE])
+)
+hashables = st.recursive(
+    hashable_scalars,
+    lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3) | st.builds(Point, inner, inner)
+    | st.builds(Tag, inner),
+    max_leaves=8,
+)
+
+
+def _objects(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    def offer(seller: Any, price: Any, seen: Any) -> Offer:
+        value = Offer(seller, price)
+        value.seen = seen
+        return value
+
+    return (
+        st.builds(lambda n, p, e: Product(name=n, price=p, extra=e), inner, inner, inner)
+        | st.builds(lambda n: Product(name=n), inner)
+        | st.builds(offer, inner, inner, inner) | st.builds(Slotted, inner)
+        | st.builds(Review, inner, inner) | st.builds(Outer.Inner, inner)
+    )
+
+
+values = st.recursive(
+    hashables,
+    lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(), inner, max_size=3)
+    | st.dictionaries(hashables, inner, max_size=3)
+    | st.sets(hashables, max_size=3) | _objects(inner),
+    max_leaves=12,
+)
+
+
+@pytest.mark.filterwarnings("ignore:Generating overly large repr")
+@settings(max_examples=400, deadline=None)
+@given(values)
+def test_every_allowed_kind_comes_back_equal_and_of_the_same_type(assert_same, value):
+    entry = json.dumps(encode_value(value, "meta"))  # what the codec stores
+    assert_same(value, decode_value(json.loads(entry)))
+
+
+@given(st.dictionaries(st.text(), st.integers() | st.text() | st.none(), max_size=4))
+def test_json_data_is_written_as_it_is(data):
+    if not any(key.startswith("$") for key in data):
+        assert encode_value(data, "meta") == data
+
+
+def test_plain_json_stays_small():
+    assert encode_value({"depth": 2, "tags": ["a"]}, "meta") == {"depth": 2, "tags": ["a"]}
+    assert encode_value(dt.datetime(2026, 1, 2, 3, 4, 5), "m") == {"$dt": "2026-01-02T03:04:05"}
+    assert encode_value(Product(name="x"), "m") == {"$o": [f"{__name__}:Product", {"name": "x"}]}
+
+
+def test_item_field_order_and_unset_fields_survive(assert_same):
+    item = Product(price=3, name="n")
+    decoded = decode_value(encode_value(item, "m"))
+    assert list(decoded) == ["price", "name"] and "extra" not in decoded
+    assert_same(item, decoded)
+
+
+@dataclasses.dataclass
+class Lazy:
+    a: Any
+    b: Any = dataclasses.field(init=False)  # set later by whoever uses it, or never
+
+
+def test_dataclass_field_never_set_stays_unset():
+    decoded = decode_value(encode_value(Lazy("s"), "m"))
+    assert type(decoded) is Lazy and decoded.a == "s" and not hasattr(decoded, "b")
+
+
+def test_other_tzinfo_keeps_the_instant():
+    class Plus2(dt.tzinfo):
+        def utcoffset(self, d):
+            return dt.timedelta(hours=2)
+
+        def dst(self, d):
+            return None
+
+    value = dt.datetime(2026, 5, 1, 12, tzinfo=Plus2())
+    decoded = decode_value(encode_value(value, "m"))
+    assert decoded == value and decoded.utcoffset() == dt.timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    "value, where",
+    [
+        ({"item": {"when": object()}}, "cb_kwargs['item']['when'] is a builtins.object"),
+        ({"item": Product(name=[1, object()])}, "cb_kwargs['item']['name'][1] is a builtins.object"),
+        ({"o": Offer(seller={1: lambda: 0})}, "cb_kwargs['o'].seller[1] is a builtins.function"),
+        ({"s": {Point(1, object())}}, "cb_kwargs['s'][0].y is a builtins.object"),
+    ],
+)
+def test_unqueueable_value_names_its_path_and_the_fix(value, where):
+    with pytest.raises(UnencodableValue, match=re.escape(where)) as info:
+        encode_value(value, "cb_kwargs")
+    assert "HERMIT_QUEUE_CODEC" in str(info.value) and "dataclass" in str(info.value)
+
+
+def test_class_defined_in_a_function_is_refused_with_the_fix():
+    @dataclasses.dataclass
+    class Local:
+        a: int
+
+    with pytest.raises(UnencodableValue, match=r"meta\['x'\] is a .*Local.*define it at module level"):
+        encode_value({"x": Local(1)}, "meta")
+
+
+# Refusals: nothing but allowed classes is ever loaded, built or called ---------
+
+CALLS: list[str] = []
+
+
+class Plain:
+    """Not an Item, dataclass or attrs class: building it would record a call."""
+
+    def __new__(cls, *args, **kwargs):
+        CALLS.append("Plain.__new__")
+        return super().__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        CALLS.append("Plain.__init__")
+
+
+def record_call(*args, **kwargs):
+    CALLS.append("record_call")
+
+
+@pytest.fixture
+def calls():
+    CALLS.clear()
+    yield CALLS
+    CALLS.clear()
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        ({"$o": [f"{__name__}:Plain", {}]}, "is not a scrapy Item, dataclass or attrs class"),
+        ({"$o": [f"{__name__}:record_call", {}]}, "is not a scrapy Item, dataclass or attrs class"),
+        ({"$o": ["os:system", {"command": "true"}]}, "is not a scrapy Item"),
+        ({"$o": ["builtins:eval", {}]}, "is not a scrapy Item"),
+        ({"$e": [f"{__name__}:Plain", 1]}, "is not an Enum"),
+        ({"$e": [f"{__name__}:record_call", 1]}, "is not an Enum"),
+        ({"$o": [f"{__name__}:Plain.__init__", {}]}, "special attribute"),
+        ({"$o": [f"{__name__}:Product.__class__", {}]}, "special attribute"),
+        ({"$o": [f"{__name__}:Offer", {"seller": 1, "__class__": 2}]}, "no field '__class__'"),
+        ({"$o": [f"{__name__}:Nowhere", {}]}, "no 'Nowhere'"),
+        ({"$o": ["no-colon", {}]}, "not a module:qualname"),
+        ({"$zz": 1}, "unknown tag"),
+        ({"$td": [1, "2", 3]}, "not an integer"),
+    ],
+)
+def test_entries_naming_other_things_are_refused_and_nothing_is_called(calls, data, reason):
+    with pytest.raises(UndecodableValue, match=reason):
+        decode_value({"meta": data})
+    assert calls == []
+
+
+def test_an_item_given_an_undeclared_field_is_refused():
+    with pytest.raises(KeyError, match="does not support field: evil"):
+        decode_value({"$o": [f"{__name__}:Product", {"evil": 1}]})
+
+
+def test_a_module_not_yet_imported_is_never_imported(tmp_path, monkeypatch):
+    marker = tmp_path / "imported"
+    (tmp_path / "hermit_never_imported.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "import dataclasses\n@dataclasses.dataclass\nclass Item:\n    a: int = 0\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(UndecodableValue, match="'hermit_never_imported' is not imported in this worker"):
+        decode_value({"$o": ["hermit_never_imported:Item", {"a": 1}]})
+    assert not marker.exists() and "hermit_never_imported" not in sys.modules
+
+
+def test_a_module_of_the_spiders_own_package_is_imported(tmp_path, monkeypatch):
+    package = tmp_path / "shopproj"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "spiders.py").write_text("import scrapy\nclass ShopSpider(scrapy.Spider):\n    name = 'shop'\n")
+    (package / "items.py").write_text("import dataclasses\n@dataclasses.dataclass\nclass Row:\n    a: int = 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from shopproj.spiders import ShopSpider  # type: ignore[import-not-found]
+
+    try:
+        assert "shopproj.items" not in sys.modules
+        row = decode_value({"$o": ["shopproj.items:Row", {"a": 4}]}, ShopSpider())
+        assert type(row).__module__ == "shopproj.items" and row.a == 4
+    finally:
+        for name in [n for n in sys.modules if n.split(".")[0] == "shopproj"]:
+            del sys.modules[name]
