@@ -40,14 +40,74 @@ class CrawlKeys:
         """The common part: ``<prefix>:{<crawl>}``."""
         return f"{self.prefix}:{{{self.crawl}}}"
 
-    # request queue
+    # request queue: one queue per politeness key ("host"), a schedule of hosts
+    def host_queue(self, host: str, priority: int) -> str:
+        """LIST of encoded requests of one host at one priority."""
+        return f"{self.base}:q:{host}:{priority}"
+
+    def host_priorities(self, host: str) -> str:
+        """ZSET of the priorities that have a non-empty queue list for *host* (score = priority)."""
+        return f"{self.base}:qp:{host}"
+
     @property
-    def priorities(self) -> str:
-        """ZSET of the priorities that have a non-empty queue list (score = priority)."""
+    def ready(self) -> str:
+        """ZSET of hosts that may be leased from: score = when (Redis TIME, ms) they may next be fetched.
+
+        A host is here while it has queued requests, is not paused and has free
+        concurrency; a worker that picks it holds it for a moment (its score moves to
+        a claim time a little ahead) so that workers pick different hosts.
+        """
+        return f"{self.base}:ready"
+
+    @property
+    def host_waits(self) -> str:
+        """ZSET of hosts outside ``ready`` whose next fetch time is still ahead (ms):
+        saturated, backed off or emptied hosts remember it here until it passes."""
+        return f"{self.base}:waits"
+
+    @property
+    def host_top(self) -> str:
+        """HASH host -> its highest queued priority; a host is here iff it has queued requests."""
+        return f"{self.base}:hosts:top"
+
+    @property
+    def host_active(self) -> str:
+        """HASH host -> leases held on it fleet-wide (its requests in progress)."""
+        return f"{self.base}:hosts:active"
+
+    @property
+    def host_settings(self) -> str:
+        """HASH host -> JSON of what ``hermit hosts`` set: delay, concurrency, paused, blocked."""
+        return f"{self.base}:hosts:settings"
+
+    @property
+    def host_robots_delay(self) -> str:
+        """HASH host -> robots.txt Crawl-delay in ms (already capped)."""
+        return f"{self.base}:hosts:robots-delay"
+
+    @property
+    def host_backoff(self) -> str:
+        """HASH host -> JSON backoff state ({"level", "until" ms, "reason"}) after 429/503/errors."""
+        return f"{self.base}:hosts:backoff"
+
+    @property
+    def host_backoff_until(self) -> str:
+        """ZSET host -> when its backoff ends (ms): settled backoffs are forgotten from it."""
+        return f"{self.base}:hosts:backoff-until"
+
+    @property
+    def queued_count(self) -> str:
+        """STRING counter of requests queued (not leased) crawl-wide."""
+        return f"{self.base}:queued"
+
+    # the layout before host-aware queues (read only by ``hermit queue migrate``)
+    @property
+    def legacy_priorities(self) -> str:
+        """ZSET of the priorities with a queue list, in the one-queue layout."""
         return f"{self.base}:priorities"
 
-    def queue(self, priority: int) -> str:
-        """LIST of encoded requests of one priority."""
+    def legacy_queue(self, priority: int) -> str:
+        """LIST of encoded requests of one priority, in the one-queue layout."""
         return f"{self.base}:queue:{priority}"
 
     @property
@@ -56,7 +116,7 @@ class CrawlKeys:
         return f"{self.base}:workers"
 
     def leases(self, worker: str) -> str:
-        """HASH of one worker's leased requests: lease id -> '<priority> <payload>'."""
+        """HASH of one worker's leased requests: lease id -> '<priority> <host>\\n<entry>'."""
         return f"{self.base}:leases:{worker}"
 
     def flushed(self, worker: str) -> str:

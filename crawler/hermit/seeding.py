@@ -12,6 +12,7 @@ from scrapy.utils.misc import load_object
 from scrapy.utils.request import RequestFingerprinter, RequestFingerprinterProtocol
 
 from hermit.queue.codec import encode_request
+from hermit.queue.hosts import politeness_key
 from hermit.queue.redis_queue import QueuedRequest, RedisRequestQueue
 
 logger = logging.getLogger(__name__)
@@ -49,11 +50,12 @@ class SeedReport:
 
     queued: int = 0
     duplicates: int = 0
+    blocked: int = 0  # their host is blocked (``hermit hosts block``): not queued
     rejected: list[tuple[int, str, str]] = field(default_factory=list)  # line, text, reason
 
     @property
     def read(self) -> int:
-        return self.queued + self.duplicates + len(self.rejected)
+        return self.queued + self.duplicates + self.blocked + len(self.rejected)
 
 
 def read_seed_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
@@ -95,11 +97,13 @@ def push_seeds(
     batch: list[QueuedRequest] = []
 
     def flush() -> None:
-        for was_queued in queue.push_many(batch):
-            if was_queued:
+        for result in queue.push_many(batch):
+            if result == 1:
                 report.queued += 1
-            else:
+            elif result == 0:
                 report.duplicates += 1
+            else:
+                report.blocked += 1
         batch.clear()
 
     for number, text in lines:
@@ -110,7 +114,9 @@ def push_seeds(
             logger.warning("Rejected seed on line %d %r: %s", number, text, exc)
             continue
         batch.append(
-            QueuedRequest(encode_request(request, None), priority, fingerprinter.fingerprint(request))
+            QueuedRequest(
+                encode_request(request, None), priority, fingerprinter.fingerprint(request), politeness_key(request)
+            )
         )
         if len(batch) >= batch_size:
             flush()

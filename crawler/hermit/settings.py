@@ -16,7 +16,7 @@ from scrapy.exceptions import NotConfigured
 
 from hermit.keys import validate_crawl_name
 from hermit.queue.codec import check_codec
-from hermit.queue.redis_queue import QUEUE_ORDERS, BloomSettings
+from hermit.queue.redis_queue import QUEUE_ORDERS, BloomSettings, Politeness
 from hermit.setting_spec import Setting
 
 if TYPE_CHECKING:
@@ -53,6 +53,13 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "HERMIT_DEDUP_ERROR_RATIO": 1e-4,
     "HERMIT_DEDUP_GROWTH": 2,
     "HERMIT_DEDUP_MAX_CHUNK_BITS": 2**32,
+    # Fleet-wide politeness: DOWNLOAD_DELAY and CONCURRENT_REQUESTS_PER_DOMAIN hold per
+    # host across all workers. After 429/503/connection errors a host backs off for
+    # the whole fleet, starting here and doubling up to the maximum (which also caps
+    # a Retry-After); robots.txt Crawl-delay is honoured up to its maximum.
+    "HERMIT_HOST_BACKOFF_BASE_SECONDS": 1.0,
+    "HERMIT_HOST_BACKOFF_MAX_SECONDS": 300.0,
+    "HERMIT_ROBOTS_CRAWL_DELAY_MAX_SECONDS": 60.0,
     # Durable item sink (a Redis stream per crawl).
     "HERMIT_ITEMS_ENABLED": True,
     # Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port, logged).
@@ -121,6 +128,12 @@ SETTING_DOCS: dict[str, SettingDoc] = {
     "HERMIT_DEDUP_GROWTH": SettingDoc("each new layer holds this many times more"),
     "HERMIT_DEDUP_MAX_CHUNK_BITS": SettingDoc(
         "largest bitmap key (Redis strings stop at 512 MB = 2**32 bits)", "2**32"),
+    "HERMIT_HOST_BACKOFF_BASE_SECONDS": SettingDoc(
+        "first backoff of a host after a 429, 503, timeout or connection error, for every worker; it doubles "
+        "with each further one and ends at the host's next good answer"),
+    "HERMIT_HOST_BACKOFF_MAX_SECONDS": SettingDoc("longest backoff of a host; also caps a `Retry-After`"),
+    "HERMIT_ROBOTS_CRAWL_DELAY_MAX_SECONDS": SettingDoc(
+        "with `ROBOTSTXT_OBEY`, a host's robots.txt `Crawl-delay` becomes its fleet-wide delay, up to this"),
     "HERMIT_ITEMS_ENABLED": SettingDoc("write items to the crawl's Redis stream"),
     "HERMIT_METRICS_ENABLED": SettingDoc(
         "serve Prometheus metrics at `http://HOST:PORT/metrics` ([observability](observability.md), "
@@ -228,6 +241,8 @@ class WorkerConfig:
     bloom: BloomSettings
     items_enabled: bool
     queue_codec: str = "json"
+    politeness: Politeness = Politeness()
+    robots_crawl_delay_max_seconds: float = 60.0
 
     @classmethod
     def from_settings(cls, settings: BaseSettings, spider_name: str) -> WorkerConfig:
@@ -274,4 +289,37 @@ class WorkerConfig:
             ),
             items_enabled=settings.getbool("HERMIT_ITEMS_ENABLED", True),
             queue_codec=queue_codec,
+            politeness=politeness(settings),
+            robots_crawl_delay_max_seconds=_number(settings, "HERMIT_ROBOTS_CRAWL_DELAY_MAX_SECONDS", float, 0),
         )
+
+
+def _delay_jitter(settings: BaseSettings) -> float:
+    """Scrapy's delay jitter: DOWNLOAD_DELAY_JITTER (2.19), or RANDOMIZE_DOWNLOAD_DELAY."""
+    try:
+        from scrapy.core.downloader import _default_jitter  # Scrapy >= 2.19
+    except ImportError:
+        return 0.5 if settings.getbool("RANDOMIZE_DOWNLOAD_DELAY", True) else 0.0
+    return float(_default_jitter(settings))
+
+
+def politeness(settings: BaseSettings) -> Politeness:
+    """The fleet-wide per-host limits from Scrapy's own settings and Hermit's backoff ones."""
+    try:
+        delay = float(settings.get("DOWNLOAD_DELAY") or 0)
+    except (TypeError, ValueError):
+        raise NotConfigured(f"DOWNLOAD_DELAY must be a number, got {settings.get('DOWNLOAD_DELAY')!r}") from None
+    if delay < 0:
+        raise NotConfigured(f"DOWNLOAD_DELAY must be at least 0, got {delay}")
+    concurrency = settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN", 8) or 8
+    base = _number(settings, "HERMIT_HOST_BACKOFF_BASE_SECONDS", float, 0.001)
+    longest = _number(settings, "HERMIT_HOST_BACKOFF_MAX_SECONDS", float, 0.001)
+    if longest < base:
+        raise NotConfigured(
+            f"HERMIT_HOST_BACKOFF_MAX_SECONDS ({longest}) must be at least HERMIT_HOST_BACKOFF_BASE_SECONDS ({base})"
+        )
+    jitter = min(1.0, max(0.0, _delay_jitter(settings)))
+    return Politeness(
+        delay_seconds=delay, jitter=jitter, concurrency=max(1, concurrency),
+        backoff_base_seconds=base, backoff_max_seconds=longest,
+    )

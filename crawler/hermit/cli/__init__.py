@@ -7,6 +7,7 @@ import click
 from hermit import __version__
 from hermit.cli.crawl import crawl_command
 from hermit.cli.demo_site import demo_site_command
+from hermit.cli.hosts import hosts_group
 from hermit.cli.items import items_group
 from hermit.cli.seed import seed_command
 from hermit.cli.status import status_command
@@ -24,6 +25,7 @@ main.add_command(crawl_command)
 main.add_command(worker_command)
 main.add_command(seed_command)
 main.add_command(status_command)
+main.add_command(hosts_group)
 main.add_command(items_group)
 main.add_command(dedup_group)
 main.add_command(demo_site_command)

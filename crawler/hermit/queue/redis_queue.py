@@ -1,25 +1,37 @@
-"""The shared request queue: priority lists in Redis with per-worker leases.
+"""The shared frontier: a queue per host in Redis, a fleet-wide schedule, per-worker leases.
 
-Layout (see :mod:`hermit.keys`): one LIST per priority holding encoded requests, a
-ZSET of the non-empty priorities, a ZSET of live workers scored by their lease
-deadline, and per worker a HASH of the requests it leased.
+Layout (see :mod:`hermit.keys`): each host (Scrapy's download slot, see
+:mod:`hermit.queue.hosts`) has one LIST per priority and a ZSET of its priorities;
+crawl-wide, a ZSET ``ready`` of the hosts that may be fetched, scored by when they
+may next be fetched, beside hashes of each host's top priority, leases in flight,
+settings, robots.txt delay and backoff (``hosts.lua`` documents them all).
 
-Delivery is at-least-once. :meth:`RedisRequestQueue.lease` moves requests from the
-lists into the worker's lease hash in one script; :meth:`ack` deletes them once
-processed; :meth:`release` puts them back at once (graceful stop). A worker that
-stops heart-beating (SIGKILL, OOM kill, lost node) is reaped by any other worker
-after ``lease_timeout_seconds`` and its leases go back to the head of the queue.
+A lease takes two round trips whatever the number of hosts: ``pick.lua`` claims up
+to N ready hosts for a moment (so concurrent workers pick different ones), then
+``lease.lua`` takes requests from them one host at a time in turn, never more of a
+host than its concurrency allows and one per host when it has a delay, and moves
+each host's next-fetch time forward for the whole fleet.
+
+Delivery is at-least-once. A lease moves a request into the worker's lease hash;
+:meth:`RedisRequestQueue.ack` deletes it once processed (freeing the host's slot
+and applying what the response said about the host: 429/503/errors back it off);
+:meth:`release` puts it back at once (graceful stop). A worker that stops
+heart-beating (SIGKILL, OOM kill, lost node) is reaped by any other worker after
+``lease_timeout_seconds`` and its leases go back to the head of their hosts' queues.
 
 Dedup and push are one script (Bloom check-and-set, then push), so a request can
-never be marked as seen without being queued.
+never be marked as seen without being queued. Every key a script touches reaches it
+through ``KEYS`` (the Bloom filter's chunk keys aside, named after its meta key);
+the caller reads first what it needs to name them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -36,6 +48,17 @@ QUEUE_ORDERS = ("fifo", "lifo")
 #: How long the number of a worker's last landed write batch is kept.
 FLUSH_MARKER_SECONDS = 7 * 24 * 3600
 
+#: How long a worker holds the hosts it picked before it leases from them: only a
+#: worker that dies between its two lease round trips leaves them waiting this long.
+HOST_CLAIM_MS = 1000
+
+#: Hosts a lease picks at most, whatever the count asked for.
+MAX_HOSTS_PER_LEASE = 256
+
+#: A settled backoff's level is remembered this long past its end, so that a host
+#: failing again soon backs off longer; then it is forgotten.
+BACKOFF_MEMORY_MS = 3600 * 1000
+
 
 def _script(name: str) -> str:
     return resources.files("hermit.queue").joinpath("scripts", name).read_text()
@@ -43,11 +66,13 @@ def _script(name: str) -> str:
 
 @dataclass(frozen=True)
 class QueuedRequest:
-    """One request to push: its encoded entry, priority, and fingerprint (None = don't dedup)."""
+    """One request to push: its encoded entry, priority, fingerprint (None = don't
+    dedup) and politeness key (the host, see :func:`hermit.queue.hosts.politeness_key`)."""
 
     entry: bytes
     priority: int = 0
     fingerprint: bytes | None = None
+    host: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,6 +82,67 @@ class Lease:
     id: str
     priority: int
     entry: bytes
+    host: str = ""
+
+
+@dataclass(frozen=True)
+class Ack:
+    """A processed lease, with what its response said about its host.
+
+    ``outcome``: ``""`` (nothing to say), ``"ok"`` (the host answered: a backoff
+    ends), or the reason to back the host off (``"429"``, ``"503"``, ``"timeout"``,
+    ``"connection"``); ``retry_after_seconds`` from the response's Retry-After.
+    """
+
+    lease_id: str
+    host: str
+    outcome: str = ""
+    retry_after_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Politeness:
+    """The fleet-wide limits of a host that sets none of its own (``hermit hosts``).
+
+    ``delay_seconds`` between two fetches of a host (Scrapy's DOWNLOAD_DELAY),
+    each drawn between ``1 - jitter`` and ``1 + jitter`` times it (Scrapy's
+    DOWNLOAD_DELAY_JITTER; 0.5 is the old RANDOMIZE_DOWNLOAD_DELAY); ``concurrency``: requests of one host in flight
+    fleet-wide (CONCURRENT_REQUESTS_PER_DOMAIN); backoff after 429/503/errors
+    starts at ``backoff_base_seconds`` and doubles up to ``backoff_max_seconds``
+    (which also caps a Retry-After).
+    """
+
+    delay_seconds: float = 0.0
+    jitter: float = 0.5
+    concurrency: int = 8
+    backoff_base_seconds: float = 1.0
+    backoff_max_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.delay_seconds < 0:
+            raise ValueError("delay must not be negative")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("delay jitter must be between 0 and 1")
+        if self.concurrency < 1:
+            raise ValueError("per-host concurrency must be at least 1")
+        if not 0 < self.backoff_base_seconds <= self.backoff_max_seconds:
+            raise ValueError("backoff base must be positive and at most the longest backoff")
+
+    def delay_factor(self) -> str:
+        """One draw of the factor a host's next delay is multiplied by."""
+        return f"{1 + random.uniform(-self.jitter, self.jitter):.4f}" if self.jitter else "1"
+
+
+@dataclass
+class HostsSummary:
+    """How many hosts are in each state, crawl-wide."""
+
+    with_queue: int = 0  # hosts with queued requests
+    ready: int = 0  # ... that may be fetched right now
+    waiting: int = 0  # ... that wait for their delay, a backoff or a free slot
+    backed_off: int = 0  # hosts in a backoff after 429/503/errors
+    active: int = 0  # hosts with requests in flight
+    paused: int = 0  # hosts paused or blocked by `hermit hosts`
 
 
 @dataclass
@@ -64,12 +150,16 @@ class QueueStatus:
     """A snapshot of one crawl's queue."""
 
     queued: int
-    queued_by_priority: dict[int, int]
     leased: int
     leased_by_worker: dict[str, int]
     workers: int
     dead_letters: int
     counters: dict[str, int] = field(default_factory=dict)
+    hosts: HostsSummary = field(default_factory=HostsSummary)
+    #: Requests that may be in flight at once under the hosts' limits: the queue
+    #: depth that workers can actually work off (what autoscaling should follow).
+    schedulable: int = 0
+    legacy_layout: bool = False
 
     @property
     def done(self) -> bool:
@@ -87,13 +177,37 @@ class BloomSettings:
     max_chunk_bits: int = 2**32
 
 
+class _KeyList:
+    """KEYS of one script call: fixed keys first, then per-host keys, each once."""
+
+    def __init__(self, fixed: Iterable[str]) -> None:
+        self.keys = list(fixed)
+        self._index = {key: i for i, key in enumerate(self.keys)}
+
+    def index(self, key: str) -> int:
+        """The 1-based position of *key* (added if new), as Lua's KEYS counts."""
+        position = self._index.get(key)
+        if position is None:
+            position = self._index[key] = len(self.keys)
+            self.keys.append(key)
+        return position + 1
+
+
+def parse_lease_value(value: bytes) -> tuple[int, str, bytes]:
+    """(priority, host, entry) of a lease hash value ``'<priority> <host>\\n<entry>'``."""
+    space = value.index(b" ")
+    newline = value.index(b"\n", space + 1)
+    return int(value[:space]), value[space + 1:newline].decode(), value[newline + 1:]
+
+
 class RedisRequestQueue:
-    """A crawl's shared request queue, as seen by one worker.
+    """A crawl's shared frontier, as seen by one worker.
 
     Parameters: ``client`` (a ``redis.Redis``), ``keys`` (the crawl's key names),
     ``worker_id`` (unique among live workers), ``order`` (``fifo`` or ``lifo``
-    within one priority), ``lease_timeout_seconds`` (how long a silent worker
-    keeps its leases), ``bloom`` (dedup filter sizing).
+    within one host and priority), ``lease_timeout_seconds`` (how long a silent
+    worker keeps its leases), ``bloom`` (dedup filter sizing), ``politeness`` (the
+    limits of hosts that set none of their own).
     """
 
     def __init__(
@@ -105,6 +219,7 @@ class RedisRequestQueue:
         order: str = "fifo",
         lease_timeout_seconds: float = 30.0,
         bloom: BloomSettings | None = None,
+        politeness: Politeness | None = None,
     ) -> None:
         if order not in QUEUE_ORDERS:
             raise ValueError(f"queue order must be one of {QUEUE_ORDERS}, not {order!r}")
@@ -116,12 +231,16 @@ class RedisRequestQueue:
         self.order = order
         self.lease_timeout_ms = int(lease_timeout_seconds * 1000)
         self.bloom_settings = bloom or BloomSettings()
-        requeue = _script("requeue.lua")
-        self._push = client.register_script(BLOOM_LUA + "\n" + _script("push.lua"))
-        self._lease = client.register_script(_script("lease.lua"))
-        self._release = client.register_script(requeue + "\n" + _script("release.lua"))
-        self._heartbeat = client.register_script(requeue + "\n" + _script("heartbeat.lua"))
-        self._ack = client.register_script(_script("ack.lua"))
+        self.politeness = politeness or Politeness()
+        #: After a lease: seconds until the next host is ready (None: no host has work).
+        self.next_ready_seconds: float | None = None
+        hosts = _script("hosts.lua")
+        self._push = client.register_script(BLOOM_LUA + "\n" + hosts + "\n" + _script("push.lua"))
+        self._pick = client.register_script(hosts + "\n" + _script("pick.lua"))
+        self._lease = client.register_script(hosts + "\n" + _script("lease.lua"))
+        self._requeue = client.register_script(hosts + "\n" + _script("requeue.lua"))
+        self._heartbeat = client.register_script(_script("heartbeat.lua"))
+        self._ack = client.register_script(hosts + "\n" + _script("ack.lua"))
         self._add_items = client.register_script(_script("add_items.lua"))
 
     @property
@@ -132,8 +251,10 @@ class RedisRequestQueue:
             growth=s.growth, max_chunk_bits=s.max_chunk_bits,
         )
 
-    def push_many(self, requests: Sequence[QueuedRequest], client: redis.Redis | None = None) -> list[bool]:
-        """Dedup and enqueue *requests* in one round trip; return True for each one queued.
+    def push_many(self, requests: Sequence[QueuedRequest], client: redis.Redis | None = None) -> list[int]:
+        """Dedup and enqueue *requests* in one round trip; return, for each one, 1 if
+        it was queued, 0 if it was a duplicate, 2 if its host is blocked (neither
+        queued nor marked as seen).
 
         A request with a fingerprint is queued only if the Bloom filter had not seen
         it; one without (``dont_filter``) is always queued. *client* may be a
@@ -141,9 +262,14 @@ class RedisRequestQueue:
         """
         if not requests:
             return []
+        k = self.keys
         s = self.bloom_settings
+        key_list = _KeyList([
+            k.ready, k.host_waits, k.host_top, k.host_active, k.host_settings, k.queued_count, k.stats,
+            k.bloom_meta,
+        ])
         args: list[object] = [
-            self.keys.base, self.order, s.capacity, repr(s.error_ratio), s.growth, s.max_chunk_bits,
+            self.order, s.capacity, repr(s.error_ratio), s.growth, s.max_chunk_bits, self.politeness.concurrency,
         ]
         for request in requests:
             if request.fingerprint is None:
@@ -151,35 +277,70 @@ class RedisRequestQueue:
             else:
                 h1, h2 = fingerprint_hashes(request.fingerprint)
                 args += ["1", h1, h2]
-            args += [int(request.priority), request.entry]
-        result = self._push(
-            keys=[self.keys.priorities, self.keys.bloom_meta, self.keys.stats],
+            priority = int(request.priority)
+            args += [
+                priority, request.host,
+                key_list.index(k.host_queue(request.host, priority)),
+                key_list.index(k.host_priorities(request.host)),
+                request.entry,
+            ]
+        result = self._push(keys=key_list.keys, args=args, client=client)
+        if client is not None and client is not self.client:
+            return result  # a pipeline: the caller reads the outcome from execute()
+        return [int(r) for r in result]
+
+    def lease(self, count: int) -> list[Lease]:
+        """Lease up to *count* requests from hosts that may be fetched now (two round
+        trips; also a heartbeat). Sets :attr:`next_ready_seconds`."""
+        k = self.keys
+        picked = self._pick(
+            keys=[k.ready, k.host_waits, k.host_top, k.host_backoff, k.host_backoff_until],
+            args=[min(max(int(count), 1), MAX_HOSTS_PER_LEASE), HOST_CLAIM_MS, BACKOFF_MEMORY_MS],
+        )
+        claim, wait_ms = picked[0], int(picked[1])
+        self.next_ready_seconds = None if wait_ms < 0 else wait_ms / 1000
+        p = self.politeness
+        keys = [
+            k.ready, k.host_waits, k.host_top, k.host_active, k.host_settings, k.host_robots_delay,
+            k.host_backoff, k.queued_count, k.stats, k.workers, k.leases(self.worker_id), k.lease_seq,
+        ]
+        args: list[object] = [
+            self.worker_id, int(count), self.lease_timeout_ms, claim, int(p.delay_seconds * 1000), p.concurrency,
+        ]
+        for i in range(2, len(picked), 2):
+            host, priority = picked[i].decode(), int(picked[i + 1])
+            keys += [k.host_priorities(host), k.host_queue(host, priority)]
+            args += [host, priority, p.delay_factor()]
+        flat = self._lease(keys=keys, args=args)
+        leases = [
+            Lease(id=flat[i].decode(), priority=int(flat[i + 1]), host=flat[i + 2].decode(), entry=flat[i + 3])
+            for i in range(0, len(flat), 4)
+        ]
+        if leases:
+            self.next_ready_seconds = 0.0
+        return leases
+
+    def ack(self, acks: Sequence[Ack], client: redis.Redis | None = None, *, counter: str = "acked") -> None:
+        """Forget processed leases, freeing their hosts' slots and applying what their
+        responses said about the hosts. Acking a lease that was already reaped is a
+        no-op (its host outcome still counts)."""
+        if not acks:
+            return
+        k = self.keys
+        p = self.politeness
+        args: list[object] = [
+            p.concurrency, int(p.backoff_base_seconds * 1000), int(p.backoff_max_seconds * 1000), counter,
+        ]
+        for ack in acks:
+            args += [ack.lease_id, ack.host, ack.outcome, int(ack.retry_after_seconds * 1000)]
+        self._ack(
+            keys=[
+                k.leases(self.worker_id), k.stats, k.ready, k.host_waits, k.host_top, k.host_active,
+                k.host_settings, k.host_backoff, k.host_backoff_until,
+            ],
             args=args,
             client=client,
         )
-        if client is not None and client is not self.client:
-            return result  # a pipeline: the caller reads the outcome from execute()
-        return [bool(r) for r in result]
-
-    def lease(self, count: int) -> list[Lease]:
-        """Lease up to *count* requests, highest priority first (also a heartbeat)."""
-        flat = self._lease(
-            keys=[
-                self.keys.priorities, self.keys.workers, self.keys.leases(self.worker_id),
-                self.keys.lease_seq, self.keys.stats,
-            ],
-            args=[self.keys.base, self.worker_id, int(count), self.lease_timeout_ms],
-        )
-        return [
-            Lease(id=flat[i].decode(), priority=int(flat[i + 1]), entry=flat[i + 2])
-            for i in range(0, len(flat), 3)
-        ]
-
-    def ack(self, lease_ids: Sequence[str], client: redis.Redis | None = None) -> None:
-        """Forget processed leases. Acking a lease that was already reaped is a no-op."""
-        if not lease_ids:
-            return
-        self._ack(keys=[self.keys.leases(self.worker_id), self.keys.stats], args=list(lease_ids), client=client)
 
     def add_items(self, items: Sequence[bytes], batch: int, client: redis.Redis | None = None) -> None:
         """Append *items* (JSON) to the crawl's stream unless batch number *batch* already landed.
@@ -195,32 +356,68 @@ class RedisRequestQueue:
             client=client,
         )
 
-    def release(self, lease_ids: Sequence[str] | None = None) -> int:
-        """Return leases to the head of the queue; all of them (and unregister) if None."""
-        if lease_ids is not None and not lease_ids:
+    def release(self, leases: Sequence[Lease] | None = None) -> int:
+        """Return leases to the head of their hosts' queues; all of this worker's (and
+        unregister it) if None. Returns how many went back."""
+        if leases is None:
+            return self._requeue_worker(self.worker_id, "all")
+        if not leases:
             return 0
-        mode = ["all"] if lease_ids is None else ["some", *lease_ids]
-        return int(
-            self._release(
-                keys=[self.keys.priorities, self.keys.leases(self.worker_id), self.keys.workers],
-                args=[self.keys.base, self.worker_id, *mode],
-            )
-        )
+        values = {lease.id: (lease.priority, lease.host) for lease in leases}
+        returned, _ = self._requeue_values(self.worker_id, "some", values)
+        return returned
+
+    def _requeue_worker(self, worker_id: str, mode: str) -> int:
+        """Return every lease *worker_id* holds (*mode* 'all' or 'expired')."""
+        returned = 0
+        for _ in range(10):  # a worker declared dead may still be leasing: look again
+            raw = self.client.hgetall(self.keys.leases(worker_id))
+            values: dict[str, tuple[int, str]] = {}
+            for lease_id, value in raw.items():
+                try:
+                    priority, host, _ = parse_lease_value(value)
+                except ValueError:
+                    priority, host = 0, ""  # requeue.lua dead-letters it
+                values[lease_id.decode()] = (priority, host)
+            batch, left = self._requeue_values(worker_id, mode, values)
+            returned += batch
+            if not left:
+                break
+        return returned
+
+    def _requeue_values(self, worker_id: str, mode: str, values: dict[str, tuple[int, str]]) -> tuple[int, int]:
+        k = self.keys
+        key_list = _KeyList([
+            k.leases(worker_id), k.workers, k.ready, k.host_waits, k.host_top, k.host_active, k.host_settings,
+            k.queued_count, k.stats, k.dead_letters,
+        ])
+        args: list[object] = [worker_id, mode, self.politeness.concurrency]
+        for lease_id, (priority, host) in values.items():
+            args += [lease_id, key_list.index(k.host_queue(host, priority)), key_list.index(k.host_priorities(host))]
+        returned, left = self._requeue(keys=key_list.keys, args=args)
+        return int(returned), int(left)
 
     def heartbeat(self, *, register: bool = True) -> tuple[int, int]:
         """Extend this worker's leases and reap dead workers.
 
         Returns ``(dead workers reaped, requests returned to the queue)``.
         """
-        reaped, returned = self._heartbeat(
-            keys=[self.keys.workers, self.keys.priorities],
-            args=[self.keys.base, self.worker_id if register else "", self.lease_timeout_ms],
+        dead = self._heartbeat(
+            keys=[self.keys.workers],
+            args=[self.worker_id if register else "", self.lease_timeout_ms],
         )
+        reaped = returned = 0
+        for worker in dead:
+            worker_id = worker.decode()
+            if worker_id == self.worker_id:
+                continue
+            reaped += 1
+            returned += self._requeue_worker(worker_id, "expired")
         if returned:
             logger.warning(
                 "Returned %d requests leased by %d dead worker(s) to the queue", returned, reaped
             )
-        return int(reaped), int(returned)
+        return reaped, returned
 
     def dead_letter(self, lease: Lease, reason: str) -> None:
         """Move an undecodable leased entry to the dead-letter list, with the reason."""
@@ -229,44 +426,74 @@ class RedisRequestQueue:
                 "reason": reason,
                 "entry": lease.entry.decode("utf-8", errors="backslashreplace"),
                 "priority": lease.priority,
+                "host": lease.host,
                 "worker": self.worker_id,
                 "time": time.time(),
             }
         )
         pipe = self.client.pipeline(transaction=True)
         pipe.lpush(self.keys.dead_letters, record)
-        pipe.hdel(self.keys.leases(self.worker_id), lease.id)
-        pipe.hincrby(self.keys.stats, "dead_letters", 1)
+        self.ack([Ack(lease.id, lease.host)], client=pipe, counter="dead_letters")
         pipe.execute()
         logger.error("Dead-lettered queue entry %r: %s", lease.entry[:200], reason)
 
     def status(self) -> QueueStatus:
-        """Queue depth per priority, leases per worker, dead letters and counters."""
-        return read_status(self.client, self.keys)
+        """Queue depth, leases per worker, hosts by state, dead letters and counters."""
+        return read_status(self.client, self.keys, self.politeness.concurrency)
 
 
-def read_status(client: redis.Redis, keys: CrawlKeys) -> QueueStatus:
-    """A :class:`QueueStatus` for the crawl *keys* (three round trips)."""
+def read_status(client: redis.Redis, keys: CrawlKeys, default_concurrency: int = 8) -> QueueStatus:
+    """A :class:`QueueStatus` for the crawl *keys* (two round trips, whatever the number of hosts).
+
+    *default_concurrency* is the per-host limit of hosts that set none, for
+    :attr:`QueueStatus.schedulable`.
+    """
+    seconds, micros = client.time()
+    now_ms = seconds * 1000 + micros // 1000
     pipe = client.pipeline(transaction=False)
-    pipe.zrange(keys.priorities, 0, -1)
+    pipe.get(keys.queued_count)
     pipe.zrange(keys.workers, 0, -1)
     pipe.llen(keys.dead_letters)
     pipe.hgetall(keys.stats)
-    priorities, workers, dead_letters, counters = pipe.execute()
+    pipe.hlen(keys.host_top)
+    pipe.zcount(keys.ready, "-inf", now_ms)
+    pipe.zcard(keys.ready)
+    pipe.hlen(keys.host_backoff)
+    pipe.hlen(keys.host_active)
+    pipe.hgetall(keys.host_settings)
+    pipe.exists(keys.legacy_priorities)
+    (queued, workers, dead_letters, counters, with_queue, ready_now, ready, backed_off, active,
+     settings, legacy) = pipe.execute()
     pipe = client.pipeline(transaction=False)
-    for priority in priorities:
-        pipe.llen(keys.queue(int(priority)))
     for worker in workers:
         pipe.hlen(keys.leases(worker.decode()))
-    lengths = pipe.execute()
-    by_priority = {int(p): n for p, n in zip(priorities, lengths[: len(priorities)]) if n}
-    by_worker = {w.decode(): n for w, n in zip(workers, lengths[len(priorities):])}
+    lengths = pipe.execute() if workers else []
+    by_worker = {w.decode(): n for w, n in zip(workers, lengths)}
+    paused = 0
+    # Hosts with their own concurrency change the sum; they are few (set by hand).
+    extra_slots = 0
+    for raw in settings.values():
+        try:
+            host_settings = json.loads(raw)
+        except ValueError:
+            continue
+        if host_settings.get("paused") or host_settings.get("blocked"):
+            paused += 1
+        elif isinstance(host_settings.get("concurrency"), int):
+            extra_slots += host_settings["concurrency"] - default_concurrency
+    queued_count = max(0, int(queued or 0))
+    slots = max(0, (with_queue - paused) * default_concurrency + extra_slots)
     return QueueStatus(
-        queued=sum(by_priority.values()),
-        queued_by_priority=by_priority,
+        queued=queued_count,
         leased=sum(by_worker.values()),
         leased_by_worker=by_worker,
         workers=len(workers),
         dead_letters=int(dead_letters),
         counters={k.decode(): int(v) for k, v in counters.items()},
+        hosts=HostsSummary(
+            with_queue=with_queue, ready=ready_now, waiting=max(0, with_queue - ready_now - paused),
+            backed_off=backed_off, active=active, paused=paused,
+        ),
+        schedulable=min(queued_count, slots),
+        legacy_layout=bool(legacy),
     )

@@ -90,3 +90,22 @@ def close_spider(crawler: Crawler, reason: str) -> None:
         deferred_from_coro(engine.close_spider_async(reason=reason))
     else:
         engine.close_spider(crawler.spider, reason)
+
+
+def leave_delays_to_the_fleet(crawler: Crawler) -> None:
+    """Make the worker's downloader add no default delay of its own.
+
+    The frontier already spaces a host's leases by DOWNLOAD_DELAY for the whole
+    fleet; a second, independent random delay in each worker would space them
+    further (by about a sixth with the default jitter) and so fall short of the
+    polite rate. Per-slot ``DOWNLOAD_SLOTS`` delays still apply locally.
+    """
+    downloader = getattr(getattr(crawler, "engine", None), "downloader", None)
+    if downloader is None:
+        return
+    if hasattr(downloader, "_delay"):  # Scrapy >= 2.19: the default delay of new slots
+        downloader._delay = 0.0
+    elif getattr(crawler, "spider", None) is not None:  # older: read from the spider attribute
+        crawler.spider.download_delay = 0.0
+    for slot in getattr(downloader, "slots", {}).values():
+        slot.delay = 0.0

@@ -23,13 +23,13 @@ import redis
 from hermit.worker.redis_health import RedisHealth
 
 if TYPE_CHECKING:
-    from hermit.queue.redis_queue import QueuedRequest, RedisRequestQueue
+    from hermit.queue.redis_queue import Ack, QueuedRequest, RedisRequestQueue
 
 logger = logging.getLogger(__name__)
 
 #: Called after a flush with the pushed payloads (whatever ``push`` was given
-#: as ``context``) and, for each, whether it was queued (False: duplicate).
-PushedCallback = Callable[[list[Any], list[bool]], None]
+#: as ``context``) and, for each, what push.lua said: 1 queued, 0 duplicate, 2 host blocked.
+PushedCallback = Callable[[list[Any], list[int]], None]
 
 
 class Outbox:
@@ -56,7 +56,7 @@ class Outbox:
         self._pushes: list[QueuedRequest] = []
         self._push_context: list[Any] = []
         self._items: list[bytes] = []
-        self._acks: list[str] = []
+        self._acks: list[Ack] = []
         self._next_batch_number = 0
         self._unconfirmed: _Batch | None = None
         self._flush_scheduled = False
@@ -77,8 +77,8 @@ class Outbox:
         self._items.append(item_json)
         self._written()
 
-    def ack(self, lease_id: str) -> None:
-        self._acks.append(lease_id)
+    def ack(self, ack: Ack) -> None:
+        self._acks.append(ack)
         self._written()
 
     def _written(self) -> None:
@@ -139,7 +139,7 @@ class Outbox:
         self.health.succeeded()
         self.flushes += 1
         if batch.pushes and self.on_pushed is not None:
-            self.on_pushed(batch.contexts, [bool(r) for r in results[0]])
+            self.on_pushed(batch.contexts, [int(r) for r in results[0]])
         return True
 
 
@@ -151,7 +151,7 @@ class _Batch:
     pushes: list[QueuedRequest]
     contexts: list[Any]
     items: list[bytes]
-    acks: list[str]
+    acks: list[Ack]
 
     @property
     def size(self) -> int:

@@ -8,11 +8,12 @@ Redis, so memory does not grow with the crawl frontier.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import weakref
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 from scrapy import signals
@@ -21,7 +22,8 @@ from twisted.internet.task import LoopingCall
 
 from hermit.keys import CrawlKeys
 from hermit.queue.codec import UndecodableEntry, UnserializableRequest, decode_request, encode_request
-from hermit.queue.redis_queue import Lease, QueuedRequest, RedisRequestQueue, read_status
+from hermit.queue.hosts import politeness_key
+from hermit.queue.redis_queue import Ack, Lease, QueuedRequest, RedisRequestQueue, read_status
 from hermit.settings import WorkerConfig
 from hermit.worker import engine_hooks
 from hermit.worker.outbox import Outbox
@@ -52,8 +54,19 @@ class RedisUnavailable(RuntimeError):
     """Redis could not be reached when the worker started."""
 
 
+class OutdatedQueueLayout(RuntimeError):
+    """The crawl's requests are queued in the layout before host-aware queues."""
+
+
 class HermitScheduler(BaseScheduler):
     """Shared Redis request queue with leases, Bloom dedup and bounded prefetch.
+
+    Politeness is fleet-wide: Scrapy's ``DOWNLOAD_DELAY`` (with its jitter) and
+    ``CONCURRENT_REQUESTS_PER_DOMAIN`` apply to each host (download slot) across
+    every worker of the crawl, through the leases; the worker's own downloader then
+    adds no delay of its own (except with AutoThrottle, which adapts each worker's
+    local delays on top). ``HERMIT_HOST_BACKOFF_*`` tune the backoff after 429,
+    503 and connection errors.
 
     Settings (see :mod:`hermit.settings` for defaults): ``HERMIT_REDIS_URL`` (or
     ``REDIS_URL``), ``HERMIT_CRAWL``, ``HERMIT_KEY_PREFIX``, ``HERMIT_WORKER_ID``,
@@ -65,7 +78,8 @@ class HermitScheduler(BaseScheduler):
     Stats: ``scheduler/enqueued/redis``, ``scheduler/dequeued/redis``,
     ``dupefilter/filtered``, ``hermit/leases/acked``, ``hermit/leases/returned``,
     ``hermit/dead_letters``, ``hermit/requests/unserializable``,
-    ``hermit/redis/errors``. Duplicates are reported through Scrapy's
+    ``hermit/requests/blocked`` (its host is blocked), ``hermit/leases/empty``
+    (a lease found no host that may be fetched now), ``hermit/redis/errors``. Duplicates are reported through Scrapy's
     ``request_dropped`` signal, as Scrapy's own scheduler does, and logged as its
     dupefilter logs them: the first one, or every one with ``DUPEFILTER_DEBUG``.
     """
@@ -81,7 +95,10 @@ class HermitScheduler(BaseScheduler):
         self.queue: RedisRequestQueue | None = None
         self.outbox: Outbox | None = None
         self._prefetched: deque[tuple[Lease, Request]] = deque()
-        self._in_progress: dict[Request, str] = {}
+        self._in_progress: dict[Request, Lease] = {}
+        # What downloads said about their hosts (HostSignals), sent with their acks.
+        self._outcomes: dict[Request, tuple[str, float]] = {}
+        self._wake_call: Any = None
         self._next_poll = 0.0
         self._next_heartbeat = 0.0
         self._done_since: float | None = None
@@ -96,7 +113,14 @@ class HermitScheduler(BaseScheduler):
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> HermitScheduler:
         assert crawler.spider is not None
-        return cls(crawler, WorkerConfig.from_settings(crawler.settings, crawler.spider.name))
+        config = WorkerConfig.from_settings(crawler.settings, crawler.spider.name)
+        spider_delay = getattr(crawler.spider, "download_delay", None)
+        if isinstance(spider_delay, (int, float)) and spider_delay >= 0:
+            # Scrapy < 2.19 reads a spider's download_delay attribute over DOWNLOAD_DELAY.
+            config = dataclasses.replace(
+                config, politeness=dataclasses.replace(config.politeness, delay_seconds=float(spider_delay))
+            )
+        return cls(crawler, config)
 
     # BaseScheduler interface -------------------------------------------------
 
@@ -114,9 +138,15 @@ class HermitScheduler(BaseScheduler):
             raise RedisUnavailable(
                 f"cannot reach Redis at {redact_url(config.redis_url)}: {exc}"
             ) from None
+        if self.client.exists(self.keys.legacy_priorities):
+            raise OutdatedQueueLayout(
+                f"crawl {config.crawl!r} has requests queued in the layout before host-aware queues; "
+                f"move them with: hermit queue migrate --redis URL --crawl {config.crawl}"
+            )
         self.queue = RedisRequestQueue(
             self.client, self.keys, config.worker_id, order=config.queue_order,
             lease_timeout_seconds=config.lease_timeout_seconds, bloom=config.bloom,
+            politeness=config.politeness,
         )
         from twisted.internet import reactor  # the one Scrapy installed, not a default
 
@@ -127,13 +157,17 @@ class HermitScheduler(BaseScheduler):
         _OPEN_SCHEDULERS[self.crawler] = self
         engine_hooks.check_supported(self.crawler)
         engine_hooks.on_request_finished(self.crawler, self._request_finished)
+        if not self.crawler.settings.getbool("AUTOTHROTTLE_ENABLED"):
+            engine_hooks.leave_delays_to_the_fleet(self.crawler)
         self._heartbeat()
         self._ticker = LoopingCall(self._tick)
         self._ticker.start(config.idle_poll_seconds, now=False)
         logger.info(
-            "Hermit worker %s on crawl %r at %s (prefetch %d, lease timeout %.1fs)",
+            "Hermit worker %s on crawl %r at %s (prefetch %d, lease timeout %.1fs; per host, fleet-wide: "
+            "delay %.2fs, concurrency %d)",
             config.worker_id, config.crawl, redact_url(config.redis_url),
             config.prefetch_requests, config.lease_timeout_seconds,
+            config.politeness.delay_seconds, config.politeness.concurrency,
         )
 
     def close(self, reason: str) -> None:
@@ -142,6 +176,8 @@ class HermitScheduler(BaseScheduler):
         limit, drain deadline); a second call does nothing."""
         if self._ticker is not None and self._ticker.running:
             self._ticker.stop()
+        if self._wake_call is not None and self._wake_call.active():
+            self._wake_call.cancel()
         if self.queue is None or self.outbox is None or self.client is None or self._closed:
             return
         self._closed = True
@@ -164,6 +200,7 @@ class HermitScheduler(BaseScheduler):
             )
         self._prefetched.clear()
         self._in_progress.clear()
+        self._outcomes.clear()
         _OPEN_SCHEDULERS.pop(self.crawler, None)
         self.client.close()
 
@@ -197,7 +234,9 @@ class HermitScheduler(BaseScheduler):
             logger.error("Dropped a request that can't be queued: %s", exc)
             return False
         fingerprint = None if request.dont_filter else self.crawler.request_fingerprinter.fingerprint(request)
-        self.outbox.push(QueuedRequest(entry, request.priority, fingerprint), context=request)
+        self.outbox.push(
+            QueuedRequest(entry, request.priority, fingerprint, politeness_key(request)), context=request
+        )
         return True
 
     def next_request(self) -> Request | None:
@@ -206,7 +245,7 @@ class HermitScheduler(BaseScheduler):
         if not self._prefetched:
             return None
         lease, request = self._prefetched.popleft()
-        self._in_progress[request] = lease.id
+        self._in_progress[request] = lease
         self.stats.inc_value("scheduler/dequeued/redis")
         return request
 
@@ -229,14 +268,14 @@ class HermitScheduler(BaseScheduler):
         if not self._in_progress:
             self._return_stale_leases()
         try:
-            leases = self.queue.lease(self.config.prefetch_requests)
+            leases = self.queue.lease(self._lease_count())
         except redis.RedisError as exc:
             self.stats.inc_value("hermit/redis/errors")
             self.health.failed(exc, "leasing requests")
             return
         self.health.succeeded()
         if not leases:
-            self._next_poll = now + self.config.idle_poll_seconds
+            self._wait_for_next_host(now)
             return
         for lease in leases:
             try:
@@ -245,6 +284,41 @@ class HermitScheduler(BaseScheduler):
                 self._dead_letter(lease, str(exc))
                 continue
             self._prefetched.append((lease, request))
+
+    def _lease_count(self) -> int:
+        """As many requests as the downloader can start now (a leased request waiting
+        here would hold its host's slot and start later than the fleet scheduled it)."""
+        prefetch = self.config.prefetch_requests
+        downloader = getattr(getattr(self.crawler, "engine", None), "downloader", None)
+        if downloader is None:
+            return prefetch
+        free = self.crawler.settings.getint("CONCURRENT_REQUESTS", 16) - len(downloader.active)
+        return max(1, min(prefetch, free))
+
+    def _wait_for_next_host(self, now: float) -> None:
+        """Nothing may be fetched now: look again when the next host is ready (the
+        fleet's schedule says when), or after the idle poll if sooner or unknown."""
+        wait = self.config.idle_poll_seconds
+        ready_in = self.queue.next_ready_seconds if self.queue is not None else None
+        if ready_in is not None:
+            self.stats.inc_value("hermit/leases/empty")
+            wait = min(wait, max(0.005, ready_in))
+            if self._wake_call is None or not self._wake_call.active():
+                from twisted.internet import reactor
+
+                self._wake_call = reactor.callLater(wait, self._wake)
+        self._next_poll = now + wait
+
+    def _wake(self) -> None:
+        self._next_poll = 0.0
+        if not engine_hooks.is_closing(self.crawler):
+            engine_hooks.wake_engine(self.crawler)
+
+    def note_outcome(self, request: Request, outcome: str, retry_after_seconds: float = 0.0) -> None:
+        """Record what a download of *request* said about its host (``"ok"``, or a
+        backoff reason); it is sent to Redis with the request's ack."""
+        if request in self._in_progress:
+            self._outcomes[request] = (outcome, retry_after_seconds)
 
     def _return_stale_leases(self) -> None:
         """Return leases Redis says this worker holds while it holds none.
@@ -272,17 +346,23 @@ class HermitScheduler(BaseScheduler):
             # The lease stays; it comes back (and is dead-lettered) after this worker stops.
             self.health.failed(exc, "dead-lettering an entry")
 
-    def _pushed(self, requests: list[Request], queued: list[bool]) -> None:
-        for request, was_queued in zip(requests, queued):
-            if was_queued:
+    def _pushed(self, requests: list[Request], results: list[int]) -> None:
+        for request, result in zip(requests, results):
+            if result == 1:
                 self.stats.inc_value("scheduler/enqueued/redis")
+            elif result == 2:
+                self.stats.inc_value("hermit/requests/blocked")
+                logger.info("Not queued, its host is blocked (hermit hosts unblock): %s", request)
+                self.crawler.signals.send_catch_log(
+                    signals.request_dropped, request=request, spider=self.spider
+                )
             else:
                 self.stats.inc_value("dupefilter/filtered")
                 self._log_duplicate(request)
                 self.crawler.signals.send_catch_log(
                     signals.request_dropped, request=request, spider=self.spider
                 )
-        if any(queued):
+        if 1 in results:
             self._next_poll = 0.0  # there is work now, maybe for us
 
     def _log_duplicate(self, request: Request) -> None:
@@ -294,9 +374,10 @@ class HermitScheduler(BaseScheduler):
             self._duplicate_logged = True
 
     def _request_finished(self, request: Request) -> None:
-        lease_id = self._in_progress.pop(request, None)
-        if lease_id is not None and self.outbox is not None:
-            self.outbox.ack(lease_id)
+        lease = self._in_progress.pop(request, None)
+        outcome, retry_after = self._outcomes.pop(request, ("", 0.0))
+        if lease is not None and self.outbox is not None:
+            self.outbox.ack(Ack(lease.id, lease.host, outcome, retry_after))
             self.stats.inc_value("hermit/leases/acked")
 
     def _heartbeat(self) -> None:
@@ -326,9 +407,9 @@ class HermitScheduler(BaseScheduler):
         """Give back prefetched requests as soon as the engine starts closing."""
         if not self._prefetched or self.queue is None:
             return
-        ids = [lease.id for lease, _ in self._prefetched]
+        leases = [lease for lease, _ in self._prefetched]
         try:
-            returned = self.queue.release(ids)
+            returned = self.queue.release(leases)
         except redis.RedisError as exc:
             self.health.failed(exc, "returning unstarted requests")
             return

@@ -10,6 +10,7 @@ from scrapy import Request
 from hermit.cli import main
 from hermit.keys import CrawlKeys
 from hermit.queue.codec import encode_request
+from hermit.queue.hosts import politeness_key
 from hermit.queue.redis_queue import QueuedRequest, RedisRequestQueue
 from hermit.seeding import RequestFingerprinter
 
@@ -17,8 +18,10 @@ from hermit.seeding import RequestFingerprinter
 def fill_crawl(redis_client) -> None:
     queue = RedisRequestQueue(redis_client, CrawlKeys("shop"), worker_id="w1")
     fingerprinter = RequestFingerprinter()
-    requests = [Request(f"http://127.0.0.1:8000/{i}.html", priority=i % 2) for i in range(10)]
-    queue.push_many([QueuedRequest(encode_request(r, None), r.priority, fingerprinter.fingerprint(r))
+    # Two hosts, five requests each.
+    requests = [Request(f"http://127.0.0.{1 + i % 2}:8000/{i}.html", priority=i % 2) for i in range(10)]
+    queue.push_many([QueuedRequest(encode_request(r, None), r.priority, fingerprinter.fingerprint(r),
+                                   politeness_key(r))
                      for r in requests + requests[:3]])
     leases = queue.lease(4)
     queue.dead_letter(leases[0], "test: undecodable")
@@ -31,7 +34,12 @@ def test_status_reports_queue_leases_dead_letters_and_dedup(redis_url, redis_cli
     assert result.exit_code == 0, result.output
     status = json.loads(result.output)
     assert status["queue"]["queued"] == 6
-    assert status["queue"]["queued_by_priority"] == {"0": 5, "1": 1}
+    # The lease took from both hosts in turn.
+    assert status["queue"]["hosts"]["with_queue"] == 2
+    assert status["queue"]["hosts"]["active"] == 2
+    assert status["queue"]["hosts"]["ready"] == 2
+    assert set(status["hosts"]["busiest"]) == {"127.0.0.1", "127.0.0.2"}
+    assert status["queue"]["schedulable"] == 6  # 2 hosts x 8 slots, more than queued
     assert status["queue"]["leased"] == 3
     assert status["queue"]["workers"] == 1
     assert status["queue"]["dead_letters"] == 1
@@ -44,6 +52,7 @@ def test_status_reports_queue_leases_dead_letters_and_dedup(redis_url, redis_cli
     text = CliRunner().invoke(main, ["status", "--redis", redis_url, "--crawl", "shop"])
     assert text.exit_code == 0
     assert "queued          6" in text.output
+    assert "hosts           2 with queued requests: 2 ready now" in text.output
     assert "leased          3  (1 workers)" in text.output
     assert "dead letters    1" in text.output
     assert "dedup           10 fingerprints" in text.output

@@ -1,4 +1,4 @@
-"""The shared queue against a real Redis: leases, acks, reaping, priorities, keys."""
+"""The shared frontier against a real Redis: leases, acks, reaping, priorities, keys."""
 
 from __future__ import annotations
 
@@ -9,15 +9,19 @@ import pytest
 import redis
 
 from hermit.keys import CrawlKeys
-from hermit.queue.redis_queue import QueuedRequest, RedisRequestQueue, read_status
+from hermit.queue.redis_queue import Ack, QueuedRequest, RedisRequestQueue, read_status
 
 
 def fp(text: str) -> bytes:
     return hashlib.sha1(text.encode()).digest()
 
 
-def entries(n: int, prefix: str = "u", priority: int = 0) -> list[QueuedRequest]:
-    return [QueuedRequest(f"{prefix}{i}".encode(), priority, fp(f"{prefix}{i}")) for i in range(n)]
+def entries(n: int, prefix: str = "u", priority: int = 0, host: str = "example.com") -> list[QueuedRequest]:
+    return [QueuedRequest(f"{prefix}{i}".encode(), priority, fp(f"{prefix}{i}"), host) for i in range(n)]
+
+
+def acks(leases) -> list[Ack]:
+    return [Ack(lease.id, lease.host) for lease in leases]
 
 
 def make_queue(client: redis.Redis, worker: str = "w1", crawl: str = "c", **kw) -> RedisRequestQueue:
@@ -37,7 +41,7 @@ def test_push_dedups_and_lease_moves_to_leases(redis_client):
 
 def test_dont_filter_requests_are_always_queued(redis_client):
     q = make_queue(redis_client)
-    same = QueuedRequest(b"x", 0, None)
+    same = QueuedRequest(b"x", 0, None, "example.com")
     assert q.push_many([same, same, same]) == [True, True, True]
     assert q.status().queued == 3
 
@@ -46,7 +50,7 @@ def test_ack_removes_lease_for_good(redis_client):
     q = make_queue(redis_client)
     q.push_many(entries(4))
     leases = q.lease(4)
-    q.ack([lease.id for lease in leases[:3]])
+    q.ack(acks(leases[:3]))
     status = q.status()
     assert (status.queued, status.leased) == (0, 1)
     assert status.counters["acked"] == 3
@@ -56,7 +60,7 @@ def test_release_returns_unstarted_requests_at_once_to_the_head(redis_client):
     q = make_queue(redis_client)
     q.push_many(entries(6))
     leases = q.lease(4)
-    assert q.release([leases[2].id, leases[3].id]) == 2
+    assert q.release(leases[2:4]) == 2
     assert q.status().queued == 4
     # Returned requests are taken first again.
     assert {lease.entry for lease in q.lease(2)} == {b"u2", b"u3"}
@@ -80,7 +84,7 @@ def test_dead_workers_leases_return_after_the_timeout(redis_client):
     assert (status.queued, status.leased, status.workers) == (5, 0, 1)
     assert status.counters["expired"] == 5 and status.counters["returned"] == 5
     # The late ack of a reaped lease changes nothing, and is not counted.
-    dead.ack(["1", "2"])
+    dead.ack([Ack("1", "example.com"), Ack("2", "example.com")])
     status = alive.status()
     assert status.queued == 5 and "acked" not in status.counters
 
@@ -116,10 +120,17 @@ def test_higher_priority_first_fifo_within_priority(redis_client):
     q.push_many(entries(3, "low", priority=-1))
     q.push_many(entries(3, "high", priority=5))
     q.push_many(entries(3, "mid", priority=0))
-    got = [lease.entry.decode() for lease in q.lease(9)]
+    # A lease takes from a host's highest priority only; the next one goes on below it.
+    got = []
+    for _ in range(3):
+        leases = q.lease(9)
+        got += [lease.entry.decode() for lease in leases]
+        q.ack(acks(leases))
     assert got == ["high0", "high1", "high2", "mid0", "mid1", "mid2", "low0", "low1", "low2"]
     assert [lease.priority for lease in q.lease(1)] == []
-    assert redis_client.zcard(CrawlKeys("c").priorities) == 0
+    keys = CrawlKeys("c")
+    assert redis_client.zcard(keys.host_priorities("example.com")) == 0
+    assert not redis_client.hexists(keys.host_top, "example.com")
 
 
 def test_lifo_order_within_priority(redis_client):
@@ -152,7 +163,7 @@ def test_every_key_carries_the_crawl_hash_tag_and_crawls_share_a_redis(redis_cli
 
 def test_dead_letter_keeps_entry_and_reason(redis_client):
     q = make_queue(redis_client)
-    q.push_many([QueuedRequest(b"\xffnot json", 0, fp("bad"))])
+    q.push_many([QueuedRequest(b"\xffnot json", 0, fp("bad"), "example.com")])
     lease = q.lease(1)[0]
     q.dead_letter(lease, "not JSON")
     status = q.status()
@@ -166,13 +177,16 @@ def test_concurrent_leasing_never_hands_a_request_twice(redis_url):
     import threading
 
     clients = [redis.Redis.from_url(redis_url) for _ in range(4)]
-    make_queue(clients[0]).push_many(entries(2000))
+    for h in range(40):
+        make_queue(clients[0]).push_many(entries(50, f"h{h}-", host=f"host{h}"))
     taken: list[list[bytes]] = [[] for _ in clients]
 
     def take(i: int) -> None:
         q = make_queue(clients[i], f"w{i}")
-        while batch := q.lease(7):
+        while q.status().queued:
+            batch = q.lease(7)
             taken[i].extend(lease.entry for lease in batch)
+            q.ack(acks(batch))
 
     threads = [threading.Thread(target=take, args=(i,)) for i in range(4)]
     for t in threads:
@@ -181,4 +195,6 @@ def test_concurrent_leasing_never_hands_a_request_twice(redis_url):
         t.join()
     everything = [e for part in taken for e in part]
     assert len(everything) == 2000 and len(set(everything)) == 2000
-    assert read_status(clients[0], CrawlKeys("c")).leased == 2000
+    status = read_status(clients[0], CrawlKeys("c"))
+    assert (status.queued, status.leased, status.counters["acked"]) == (0, 0, 2000)
+    assert sum(1 for part in taken if part) > 1  # the workers shared the hosts

@@ -10,7 +10,8 @@ from scrapy import Request
 
 from hermit.keys import CrawlKeys
 from hermit.queue.codec import encode_request
-from hermit.queue.redis_queue import QueuedRequest, RedisRequestQueue
+from hermit.queue.hosts import politeness_key
+from hermit.queue.redis_queue import Ack, QueuedRequest, RedisRequestQueue
 from hermit.redis_server import EmbeddedRedis
 from hermit.seeding import RequestFingerprinter
 from hermit.worker.outbox import Outbox
@@ -21,7 +22,7 @@ FINGERPRINTER = RequestFingerprinter()
 
 def queued(url: str) -> QueuedRequest:
     request = Request(url)
-    return QueuedRequest(encode_request(request, None), 0, FINGERPRINTER.fingerprint(request))
+    return QueuedRequest(encode_request(request, None), 0, FINGERPRINTER.fingerprint(request), politeness_key(request))
 
 
 class ManualReactor:
@@ -62,7 +63,7 @@ def test_one_turn_of_writes_is_one_transaction(redis_url, redis_client):
     outbox.push(queued("http://127.0.0.1/a"), context="a")
     outbox.push(queued("http://127.0.0.1/a"), context="a-again")
     outbox.add_item(b'{"page": "seed"}')
-    outbox.ack(lease.id)
+    outbox.ack(Ack(lease.id, lease.host))
     assert outbox.pending == 4
     assert len(reactor.calls) == 1  # one flush scheduled for the whole turn
     assert redis_client.xlen(CrawlKeys("t").items) == 0  # nothing written yet
@@ -90,7 +91,7 @@ def test_writes_wait_while_redis_is_down_and_land_once_it_is_back(own_redis):
     own_redis.stop()
     outbox.push(queued("http://127.0.0.1/child"), context="child")
     outbox.add_item(b'{"n": 1}')
-    outbox.ack(lease.id)
+    outbox.ack(Ack(lease.id, lease.host))
     reactor.run_pending()  # the flush of this turn fails
     assert outbox.pending == 3  # kept, in order
     assert outbox.health.outage_started is not None
