@@ -215,7 +215,7 @@ class Watcher(threading.Thread):
                 if started_at == self._slot_started.get(slot.index, 0.0):
                     continue
                 self._slot_started[slot.index] = started_at
-                life = Life(slot.index, f"local-{slot.index}-{slot.restarts}", process.pid,
+                life = Life(slot.index, pool.worker_id(slot.index, slot.restarts), process.pid,
                             spawned=started_at + self.mono_to_wall)
                 try:
                     handle: psutil.Process | None = psutil.Process(process.pid)
@@ -449,7 +449,8 @@ def recycle_timings(run: CrawlRun) -> list[dict[str, Any]]:
         if decided is None or life.exit_code == 0:
             continue
         restarts = int(life.worker_id.rsplit("-", 1)[1])
-        new = next((x for x in run.lives if x.worker_id == f"local-{life.slot}-{restarts + 1}"), None)
+        replacement = life.worker_id.rsplit("-", 1)[0] + f"-{restarts + 1}"
+        new = next((x for x in run.lives if x.worker_id == replacement), None)
 
         def delta(a: float | None, b: float | None) -> float | None:
             return None if a is None or b is None else round(b - a, 3)
@@ -556,7 +557,7 @@ class RollingRecycle:
         if not slot.running or slot.draining_since is not None:
             return
         pool.recycle(slot.index, "rolling", None)
-        self.waiting_for = f"local-{slot.index}-{slot.restarts + 1}"
+        self.waiting_for = pool.worker_id(slot.index, slot.restarts + 1)
         self.next_slot += 1
 
 

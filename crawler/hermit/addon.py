@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from hermit.settings import DEFAULT_SETTINGS
 
 if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
     from scrapy.settings import BaseSettings
 
 SCHEDULER = "hermit.worker.scheduler.HermitScheduler"
@@ -20,7 +21,20 @@ ITEM_SINK_ORDER = 900
 
 
 class Addon:
-    """Sets the scheduler, the item sink and Hermit's defaults at "addon" priority."""
+    """Sets the scheduler, the item sink and Hermit's defaults at "addon" priority.
+
+    Then checks Hermit's settings (:func:`hermit.worker.preflight.check_settings`):
+    a value a component would refuse raises ``InvalidSetting`` here, before the engine
+    opens, so ``scrapy crawl`` and ``hermit worker`` fail at once with the setting's
+    name, its value and what is expected.
+    """
+
+    def __init__(self, crawler: Crawler | None = None) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Addon:
+        return cls(crawler)
 
     def update_settings(self, settings: BaseSettings) -> None:
         settings.set("SCHEDULER", SCHEDULER, "addon")
@@ -46,3 +60,10 @@ class Addon:
         settings.set_in_component_priority_dict("EXTENSIONS", DrainDeadline, 0)
         for name, value in DEFAULT_SETTINGS.items():
             settings.set(name, value, "default")
+        # Scrapy creates the spider before it applies add-ons, so its name (the
+        # default crawl name) is known here.
+        spider = getattr(self.crawler, "spider", None)
+        if spider is not None:
+            from hermit.worker.preflight import check_settings
+
+            check_settings(settings, spider.name)

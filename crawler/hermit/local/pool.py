@@ -4,9 +4,12 @@ Each worker is a separate OS process (``hermit worker ...``), so a worker's memo
 goes back to the system when it exits: this is the pool of recyclable processes.
 A worker that exits 0 has seen the crawl finish and is not replaced; one that was
 recycled (by the pool or by its own memory budget) or died (a signal, a crash) is
-started again — at once after a recycle, with a growing delay when it keeps dying
-right after start. A worker told to drain that is still alive after its drain
-deadline is killed; its leases come back when they expire.
+started again — at once after a recycle, with a growing delay after a death. A
+worker that dies right after start several times in a row (a crash loop: a restart
+won't fix it) and one that rejects its settings end the pool's run with the cause and
+the worker's last log lines, as systemd and Kubernetes report a crash loop rather
+than hide it. A worker told to drain that is still alive after its drain deadline is
+killed; its leases come back when they expire.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
+from hermit.child_process import popen_options
 from hermit.observability.endpoint_log import WorkerEndpoints, endpoints_in_log
 from hermit.worker.run import (
     EXIT_CONFIG,
@@ -37,6 +42,10 @@ NO_ENDPOINTS = WorkerEndpoints(metrics=None, diagnostics=None)
 
 #: A worker that dies sooner than this after start counts as a failed start.
 QUICK_DEATH_SECONDS = 5.0
+#: This many failed starts in a row end the run (WorkerCrashLoop).
+CRASH_LOOP_STARTS = 3
+#: Log lines of a failing worker shown with the error.
+ERROR_LINES = 8
 MAX_RESTART_DELAY_SECONDS = 30.0
 #: How long past its own drain deadline a draining worker may take to exit.
 DRAIN_GRACE_SECONDS = 10.0
@@ -91,8 +100,24 @@ class ConfigurationError(RuntimeError):
     """A worker rejected its settings; restarting it would not help."""
 
 
+class WorkerCrashLoop(RuntimeError):
+    """A worker failed CRASH_LOOP_STARTS times in a row right after starting."""
+
+
+def last_error_lines(text: str, count: int = ERROR_LINES) -> list[str]:
+    """The last *count* lines of a worker's log that say what went wrong (errors, a traceback's end)."""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if " ERROR" in line or " CRITICAL" in line or "Error" in line]
+    return (errors or lines)[-count:]
+
+
 class WorkerPool:
-    """Runs ``size`` copies of ``command``, logging each to ``log_dir/worker-N.log``."""
+    """Runs ``size`` copies of ``command``, logging each to ``log_dir/worker-N.log``.
+
+    Each process gets a worker id of its own (``local-RUN-SLOT-RESTART``) — never one
+    an earlier pool on the same crawl used, since Redis remembers a worker's last
+    write batch by its id and would take a new worker's first batches for repeats.
+    """
 
     def __init__(
         self, command: list[str], size: int, log_dir: Path, env: dict[str, str] | None = None,
@@ -108,6 +133,8 @@ class WorkerPool:
         self.events: list[str] = []
         self.recycles: list[Recycle] = []
         self.last_recycle_at: float | None = None
+        self.run_id = uuid.uuid4().hex[:8]
+        self.stopping = False  # set by terminate_all(): exits are recorded, nothing restarts
 
     def start(self) -> None:
         for slot in self.slots:
@@ -118,14 +145,21 @@ class WorkerPool:
         slot.log_offset = log.tell()
         slot.endpoints = NO_ENDPOINTS
         slot.process = subprocess.Popen(
-            [*self.command, "-s", f"HERMIT_WORKER_ID=local-{slot.index}-{slot.restarts}"],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+            [*self.command, "-s", f"HERMIT_WORKER_ID={self.worker_id(slot.index, slot.restarts)}"],
+            # Its own session: a terminal's Ctrl-C reaches only the supervisor, which
+            # drains the workers itself. SIGKILL if the supervisor dies: its leases
+            # come back on the next run.
+            stdout=log, stderr=subprocess.STDOUT, env=self.env, **popen_options(signal.SIGKILL),
         )
         log.close()
         slot.started_at = time.monotonic()
         slot.restart_at = None
         slot.draining_since = None
         slot.peak_rss_bytes = None
+
+    def worker_id(self, index: int, restarts: int) -> str:
+        """The worker id of slot *index*'s process after *restarts* restarts."""
+        return f"local-{self.run_id}-{index}-{restarts}"
 
     def refresh_endpoints(self) -> bool:
         """Read the endpoints that running workers have logged since they started; True if any changed.
@@ -159,6 +193,8 @@ class WorkerPool:
                 if now - slot.draining_since > self.drain_timeout_seconds + DRAIN_GRACE_SECONDS:
                     self._event(f"worker {slot.index} still draining after {now - slot.draining_since:.0f}s; killing it")
                     slot.process.kill()
+            if self.stopping:
+                continue
             if slot.process is None and not slot.finished and slot.restart_at is not None and now >= slot.restart_at:
                 slot.restarts += 1
                 self._spawn(slot)
@@ -171,20 +207,38 @@ class WorkerPool:
             slot.finished = True
             self._event(f"worker {slot.index} finished")
             return
+        if self.stopping:
+            self._event(f"worker {slot.index} stopped ({EXIT_REASONS.get(code) or _how(code)}) after {lived:.0f}s")
+            return
         if code == EXIT_CONFIG:
-            raise ConfigurationError(f"worker {slot.index} rejected its settings; see {slot.log_path}")
+            raise ConfigurationError(self._failure(slot, "can't run", f"see {slot.log_path}"))
         if code in (EXIT_MEMORY_BUDGET, EXIT_MEMORY_HARD_LIMIT, EXIT_DRAIN_TIMEOUT) and slot.draining_since is None:
             # It recycled itself.
             self._recycled(Recycle(slot.index, EXIT_REASONS[code], slot.peak_rss_bytes, lived), now)
-        slot.quick_deaths = slot.quick_deaths + 1 if lived < QUICK_DEATH_SECONDS else 0
+        # A recycle the pool asked for is not a failure, however young the worker.
+        failed_start = lived < QUICK_DEATH_SECONDS and slot.draining_since is None
+        slot.quick_deaths = slot.quick_deaths + 1 if failed_start else 0
+        if slot.quick_deaths >= CRASH_LOOP_STARTS:
+            if code in (EXIT_MEMORY_BUDGET, EXIT_MEMORY_HARD_LIMIT):
+                why = "went over its memory budget right after starting: the budget is too low for this spider"
+            else:
+                why = f"failed {slot.quick_deaths} times in a row within {QUICK_DEATH_SECONDS:.0f}s of starting"
+            raise WorkerCrashLoop(self._failure(slot, why, f"last exit: {_how(code)}; log {slot.log_path}"))
         delay = min(MAX_RESTART_DELAY_SECONDS, 0.5 * 2 ** max(0, slot.quick_deaths - 1)) if slot.quick_deaths else 0
         slot.restart_at = now + delay
-        how = EXIT_REASONS.get(code) or (f"signal {-code}" if code < 0 else f"exit {code}")
+        how = EXIT_REASONS.get(code) or _how(code)
         verb = "was recycled" if slot.draining_since is not None or code in EXIT_REASONS else "died"
         self._event(f"worker {slot.index} {verb} ({how}) after {lived:.0f}s; restart in {delay:.1f}s")
-        if slot.quick_deaths >= 3 and code in (EXIT_MEMORY_BUDGET, EXIT_MEMORY_HARD_LIMIT):
-            self._event(f"worker {slot.index} keeps going over its memory budget right after start: "
-                        "the budget is too low for this spider")
+
+    def _failure(self, slot: WorkerSlot, what: str, where: str) -> str:
+        """One line saying what failed, then the worker's last error lines."""
+        try:
+            with slot.log_path.open("rb") as log:
+                log.seek(slot.log_offset)
+                lines = last_error_lines(log.read().decode("utf-8", "replace"))
+        except OSError:
+            lines = []
+        return "\n".join([f"worker {slot.index} {what} ({where})", *(f"  | {line}" for line in lines)])
 
     def recycle(self, index: int, reason: str, rss_bytes: int | None) -> None:
         """Tell worker *index* to drain (SIGTERM) and exit; it is replaced when it does."""
@@ -227,18 +281,38 @@ class WorkerPool:
         if slot.running:
             os.kill(slot.pid, signum)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM every worker (graceful drain), then SIGKILL what is left after *timeout*."""
+    def terminate_all(self) -> None:
+        """Tell every worker to drain (SIGTERM); from now on no worker is restarted."""
+        self.stopping = True
+        for slot in self.slots:
+            if slot.running and slot.draining_since is None:
+                slot.process.send_signal(signal.SIGTERM)
+                slot.draining_since = time.monotonic()
+
+    def kill_all(self) -> None:
+        """SIGKILL every worker still running (their leases come back when they expire) and reap them."""
+        self.stopping = True
         for slot in self.slots:
             if slot.running:
-                slot.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for slot in self.slots:
-            if slot.process is None:
-                continue
-            try:
-                slot.process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                logger.warning("worker %d did not stop in %.0fs; killing it", slot.index, timeout)
+                logger.warning("stopping worker %d at once", slot.index)
                 slot.process.kill()
+        for slot in self.slots:
+            if slot.process is not None:
                 slot.process.wait()
+        self.poll()
+
+    @property
+    def any_running(self) -> bool:
+        return any(slot.running for slot in self.slots)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM every worker (graceful drain), then SIGKILL what is left after *timeout*."""
+        self.terminate_all()
+        deadline = time.monotonic() + timeout
+        while self.any_running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.kill_all()
+
+
+def _how(code: int) -> str:
+    return f"signal {-code}" if code < 0 else f"exit {code}"

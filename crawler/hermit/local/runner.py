@@ -1,93 +1,67 @@
 """``hermit crawl`` on one machine: Redis, target, seeds, a worker pool, progress, items.
 
-The pieces it starts itself (an embedded Redis when no URL is given, the demo site
-when no target is given) are stopped when the crawl ends.
+The supervisor owns every process it starts — an embedded Redis when no URL is given,
+the demo site when no target is given, the workers — each in its own session, so a
+terminal's Ctrl-C reaches only this process. It restarts what dies, ends on what a
+restart can't fix (:class:`CrawlFailed`, with the cause), and answers SIGINT/SIGTERM:
+the first drains the workers, the second stops them at once.
+
+With a state directory (``hermit crawl`` always has one) the crawl is resumable: the
+embedded Redis keeps its data there (append-only file), the items file is written as
+items come, and the same command started again carries on where the crawl stopped.
+A crawl that finishes removes its state, so the next run starts afresh.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
-import signal
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
 import redis
 from hermit_recycling import RecyclePolicy, WorkerState, decide
 
 from hermit.crawl_status import CrawlStatus, read_crawl_status
-from hermit.items_export import export_items
 from hermit.keys import CrawlKeys
+from hermit.local.crawl_options import CrawlFailed, LocalCrawlOptions, LocalCrawlResult
+from hermit.local.embedded import demo_site, embedded_redis
+from hermit.local.items_file import ItemsFile
 from hermit.local.live_view import Progress
-from hermit.local.pool import ConfigurationError, Recycle, WorkerPool
+from hermit.local.pool import ConfigurationError, WorkerCrashLoop, WorkerPool
+from hermit.local.prometheus_targets import PROMETHEUS_TARGETS_FILE, write_prometheus_targets
+from hermit.local.services import ServiceFailed, SupervisedService
+from hermit.local.state import ItemsCursor, SavedCrawl, StateDir, StateError
+from hermit.local.stop_signals import StopSignals
+from hermit.local.worker_command import check_workers_can_run, worker_command, worker_options
 from hermit.queue.redis_queue import RedisRequestQueue
 from hermit.redis_server import EmbeddedRedis
+from hermit.redis_url import redact_url
 from hermit.seeding import InvalidSeed, SeedReport, check_seed_url, push_seeds
-from hermit.worker.run import DEMO_SPIDER
+from hermit.worker.run import DEMO_SPIDER, EXIT_CONFIG, EXIT_FAILED, EXIT_REDIS_UNAVAILABLE
+
+__all__ = ["CrawlFailed", "LocalCrawl", "LocalCrawlOptions", "LocalCrawlResult", "write_prometheus_targets"]
 
 logger = logging.getLogger(__name__)
 
-WORKER_SOFT_BUDGET_RATIO = 1.25
-WORKER_HARD_LIMIT_RATIO = 1.5
-#: In the log directory: every running worker's /metrics, for Prometheus' file_sd_configs.
-PROMETHEUS_TARGETS_FILE = "prometheus-targets.json"
-
-
-@dataclass
-class LocalCrawlOptions:
-    spider: str = DEMO_SPIDER
-    workers: int = 3
-    redis_url: str | None = None
-    crawl: str | None = None
-    seeds: list[tuple[int, str]] = field(default_factory=list)
-    demo_pages: int = 3000
-    output: Path | None = Path("items.jsonl")
-    log_dir: Path | None = None
-    idle_close_seconds: float = 3.0
-    lease_timeout_seconds: float = 10.0
-    spider_args: dict[str, str] = field(default_factory=dict)
-    settings: dict[str, str] = field(default_factory=dict)
-    refresh_seconds: float = 0.5
-    # Recycling: the pool recycles workers whose RSS is over memory_budget_bytes
-    # (None: no budget), at most max_concurrent_recycles at once, none younger than
-    # min_worker_age_seconds. Each worker also gets its own soft budget and hard limit
-    # above the pool's budget (WORKER_SOFT_BUDGET_RATIO, WORKER_HARD_LIMIT_RATIO): the
-    # safety net while the pool holds a recycle back.
-    memory_budget_bytes: int | None = None
-    max_concurrent_recycles: int = 1
-    min_worker_age_seconds: float = 10.0
-    drain_timeout_seconds: float = 60.0
-
-
-@dataclass
-class LocalCrawlResult:
-    crawl: str
-    status: CrawlStatus
-    seconds: float
-    items_written: int
-    output: Path | None
-    log_dir: Path
-    seed_report: SeedReport | None
-    restarts: int
-    peak_rss_bytes: dict[int, int]
-    events: list[str]
-    target_url: str | None
-    recycles: list[Recycle] = field(default_factory=list)
-    exit_codes: dict[int, list[int]] = field(default_factory=dict)  # per worker slot
+#: How long past the drain timeout the supervisor waits for draining workers before it kills them.
+DRAIN_GRACE_SECONDS = 3.0
+#: The supervisor's own Redis client never blocks longer than this, so signals are answered.
+CLIENT_TIMEOUT_SECONDS = 3.0
 
 
 class LocalCrawl:
     """Runs one crawl locally; :meth:`run` blocks until it ends and returns a summary.
 
     ``on_refresh(status, pool, progress, rss)`` is called every ``refresh_seconds``
-    for the live view.
+    for the live view. :meth:`run` raises :class:`CrawlFailed` before anything
+    starts (bad spider, settings or state, Redis unreachable); a failure once the
+    workers run (a crash loop, a dead service) is in the result, after the workers
+    were drained and the items written.
     """
 
     def __init__(self, options: LocalCrawlOptions, on_refresh: Callable[..., None] | None = None) -> None:
@@ -95,68 +69,99 @@ class LocalCrawl:
         self.on_refresh = on_refresh
         self.pool: WorkerPool | None = None
         self.targets_path: Path | None = None  # the Prometheus targets file, once the crawl runs
-        self._stop_requested = False
+        self.stop = StopSignals()
+        self.redis_server: EmbeddedRedis | None = None  # the embedded one, while it runs
+        self.events: list[str] = []
+        self._services: list[SupervisedService] = []
 
-    @contextlib.contextmanager
-    def _redis(self) -> Iterator[str]:
-        if self.options.redis_url:
-            yield self.options.redis_url
-            return
-        with EmbeddedRedis() as server:
-            logger.info("Embedded Redis (%s) at %s", Path(server.binary).name, server.url)
-            yield server.url
+    # -- what the crawl starts with -------------------------------------------------
 
-    @contextlib.contextmanager
-    def _target(self) -> Iterator[str | None]:
-        if self.options.seeds or "url" in self.options.spider_args or self.options.spider != DEMO_SPIDER:
-            yield self.options.spider_args.get("url")
-            return
-        from hermit.demo.process import DemoSiteProcess
+    def _uses_demo_site(self) -> bool:
+        o = self.options
+        return not (o.seeds or "url" in o.spider_args or o.spider != DEMO_SPIDER)
 
-        with DemoSiteProcess(pages=self.options.demo_pages) as site:
-            logger.info("Demo site (%d pages) at %s", self.options.demo_pages, site.url)
-            yield site.url
+    def _open_state(self, state: StateDir, crawl: str) -> SavedCrawl | None:
+        """Lock the state directory; the crawl it holds (to resume), or None."""
+        try:
+            state.lock()
+            if self.options.fresh:
+                state.clear()
+            saved = state.load()
+        except StateError as exc:
+            raise CrawlFailed(str(exc)) from None
+        if saved is None:
+            state.clear()  # leftovers of a crawl whose state.json never got written
+            return None
+        demo_pages = self.options.demo_pages if self._uses_demo_site() else None
+        if (saved.crawl, saved.spider, saved.demo_pages) != (crawl, self.options.spider, demo_pages):
+            what = f"crawl {saved.crawl!r} of spider {saved.spider!r}" + (
+                f" on a {saved.demo_pages}-page demo site" if saved.demo_pages else "")
+            raise CrawlFailed(f"{state.path} holds another crawl ({what}); --fresh starts over there, "
+                              "--state-dir keeps both")
+        return saved
+
+    def _event(self, text: str) -> None:
+        logger.warning("%s", text)
+        self.events.append(text)
+
+    # -- the run ---------------------------------------------------------------------
 
     def run(self) -> LocalCrawlResult:
         options = self.options
         crawl = options.crawl or options.spider
         keys = CrawlKeys(crawl)
-        log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix=f"hermit-{crawl}-"))
         started = time.monotonic()
-        with self._redis() as redis_url, self._target() as target_url:
-            client = redis.Redis.from_url(redis_url)
-            seed_report = None
-            if options.seeds:
-                queue = RedisRequestQueue(client, keys, worker_id="local-seed")
-                seed_report = push_seeds(queue, options.seeds)
-                if not seed_report.queued and not seed_report.duplicates:
-                    raise ConfigurationError(f"none of the {len(options.seeds)} seed URLs is valid")
+        state = StateDir(options.state_dir) if options.state_dir is not None else None
+        with contextlib.ExitStack() as stack, self.stop:
+            saved = None
+            if state is not None:
+                stack.callback(state.unlock)
+                saved = self._open_state(state, crawl)
+            resumed = saved is not None
+            check_workers_can_run(worker_options(options, crawl, None, dict(options.spider_args)))
+            log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix=f"hermit-{crawl}-"))
+            if options.redis_url:
+                redis_url = options.redis_url
+            else:
+                data_dir = state.redis_dir if state is not None else None
+                self.redis_server = stack.enter_context(embedded_redis(data_dir, saved, self._services, self._event))
+                redis_url = self.redis_server.url
+            client = redis.Redis.from_url(redis_url, socket_timeout=CLIENT_TIMEOUT_SECONDS,
+                                          socket_connect_timeout=CLIENT_TIMEOUT_SECONDS)
+            stack.callback(client.close)
+            try:
+                client.ping()
+            except redis.RedisError as exc:
+                raise CrawlFailed(f"cannot reach Redis at {redact_url(redis_url)}: {exc}",
+                                  EXIT_REDIS_UNAVAILABLE) from None
+            if options.fresh and options.redis_url:
+                _forget_crawl(client, keys)
+            if self._uses_demo_site():
+                # A resumed crawl's queued requests name the old port: serve the site there again.
+                port = saved.demo_port if saved is not None and saved.demo_port else 0
+                target_url = stack.enter_context(demo_site(options.demo_pages, port, self._services, self._event))
+            else:
+                target_url = options.spider_args.get("url")
+            if state is not None:
+                saved = saved or SavedCrawl(crawl=crawl, spider=options.spider,
+                                            demo_pages=options.demo_pages if self._uses_demo_site() else None)
+                saved.runs += 1
+                saved.demo_port = urlsplit(target_url).port if self._uses_demo_site() and target_url else None
+                self._record_redis(saved)
+                state.save(saved)
+            items = None
+            if options.output is not None:
+                items = ItemsFile(options.output, on_cursor=lambda cursor: self._save_cursor(state, saved, cursor))
+                items.open(saved.items if saved is not None else None)
+                stack.callback(items.close)
+            seed_report = self._push_seeds(client, keys)
             spider_args = dict(options.spider_args)
             if options.spider == DEMO_SPIDER:
                 # The demo spider follows links within its start URL's site.
                 start = target_url or _first_valid(options.seeds)
                 if start:
                     spider_args.setdefault("url", start)
-            command = [
-                sys.executable, "-m", "hermit.cli", "worker", options.spider,
-                "--redis", redis_url, "--crawl", crawl,
-                "-s", f"HERMIT_IDLE_CLOSE_SECONDS={options.idle_close_seconds}",
-                "-s", f"HERMIT_LEASE_TIMEOUT_SECONDS={options.lease_timeout_seconds}",
-                "-s", "LOG_LEVEL=INFO",
-                # Several workers on one host: each serves metrics/diagnostics on a free port (logged).
-                "-s", "HERMIT_METRICS_PORT=0", "-s", "HERMIT_DIAGNOSTICS_PORT=0",
-            ]
-            command += ["-s", f"HERMIT_DRAIN_TIMEOUT_SECONDS={options.drain_timeout_seconds}"]
-            if options.memory_budget_bytes:
-                budget = options.memory_budget_bytes
-                command += [
-                    "-s", f"HERMIT_MEMORY_BUDGET_BYTES={int(budget * WORKER_SOFT_BUDGET_RATIO)}",
-                    "-s", f"HERMIT_MEMORY_HARD_LIMIT_BYTES={int(budget * WORKER_HARD_LIMIT_RATIO)}",
-                ]
-            for name, value in spider_args.items():
-                command += ["-a", f"{name}={value}"]
-            for name, value in options.settings.items():
-                command += ["-s", f"{name}={value}"]
+            command = worker_command(worker_options(options, crawl, redis_url, spider_args))
             self.pool = pool = WorkerPool(
                 command, options.workers, log_dir, drain_timeout_seconds=options.drain_timeout_seconds,
             )
@@ -164,39 +169,143 @@ class LocalCrawl:
             self.targets_path = log_dir / PROMETHEUS_TARGETS_FILE
             write_prometheus_targets(self.targets_path, pool)
             logger.info("Worker logs in %s; Prometheus targets (file_sd_configs) in %s", log_dir, self.targets_path)
-            previous = signal.signal(signal.SIGTERM, self._request_stop)
+            failure: CrawlFailed | None = None
             try:
                 pool.start()
-                status = self._supervise(client, keys, pool, progress)
-            except KeyboardInterrupt:
-                logger.warning("Interrupted: draining workers (their unfinished requests stay queued)")
-                status = read_crawl_status(client, keys)
+                self._supervise(client, keys, pool, progress, items, state, saved)
+            except ConfigurationError as exc:
+                failure = CrawlFailed(str(exc), EXIT_CONFIG)
+            except WorkerCrashLoop as exc:
+                failure = CrawlFailed(str(exc), EXIT_FAILED)
+            except ServiceFailed as exc:
+                failure = CrawlFailed(str(exc), EXIT_REDIS_UNAVAILABLE if "Redis" in str(exc) else EXIT_FAILED)
             finally:
-                signal.signal(signal.SIGTERM, previous)
-                pool.stop()
+                self._drain(pool)
                 pool.refresh_endpoints()
                 write_prometheus_targets(self.targets_path, pool)  # no worker serves any more
-            status = read_crawl_status(client, keys)
-            written = 0
-            if options.output is not None:
-                with options.output.open("wb") as out:
-                    written, _ = export_items(client, keys, out)
-            client.close()
+            status = self._write_last_items(client, keys, items)
+            finished = failure is None and not self.stop.requested and pool.all_finished
+        if state is not None and finished:
+            state.remove()  # done: the same command starts a new crawl
         return LocalCrawlResult(
             crawl=crawl,
             status=status,
             seconds=time.monotonic() - started,
-            items_written=written,
+            items_written=items.items if items is not None else 0,
             output=options.output,
             log_dir=log_dir,
             seed_report=seed_report,
             restarts=sum(slot.restarts for slot in pool.slots),
             peak_rss_bytes=progress.peak_rss or {},
-            events=pool.events,
+            events=[*self.events, *pool.events],
             target_url=target_url,
             recycles=list(pool.recycles),
             exit_codes={slot.index: list(slot.exits) for slot in pool.slots},
+            outcome="finished" if finished else "interrupted",
+            stopped_by=self.stop.first,
+            failure=failure,
+            state_dir=state.path if state is not None and not finished else None,
+            resumed=resumed,
+            service_restarts={service.name: service.restarts for service in self._services},
         )
+
+    def _push_seeds(self, client: redis.Redis, keys: CrawlKeys) -> SeedReport | None:
+        seeds = self.options.seeds
+        if not seeds:
+            return None
+        try:
+            report = push_seeds(RedisRequestQueue(client, keys, worker_id="local-seed"), seeds)
+        except redis.RedisError as exc:
+            raise CrawlFailed(f"cannot push the seeds to Redis: {exc}", EXIT_REDIS_UNAVAILABLE) from None
+        if not report.queued and not report.duplicates:
+            raise CrawlFailed(f"none of the {len(seeds)} seed URLs is valid")
+        return report
+
+    def _record_redis(self, saved: SavedCrawl) -> bool:
+        """Note the embedded Redis' pid in *saved*; True if it changed (a restart)."""
+        server = self.redis_server
+        if server is None or server.process is None or saved.redis_pid == server.process.pid:
+            return False
+        saved.redis_pid = server.process.pid
+        with contextlib.suppress(psutil.Error):
+            saved.redis_started = psutil.Process(saved.redis_pid).create_time()
+        return True
+
+    @staticmethod
+    def _save_cursor(state: StateDir | None, saved: SavedCrawl | None, cursor: ItemsCursor) -> None:
+        if state is not None and saved is not None:
+            saved.items = cursor
+            state.save(saved)
+
+    def _check_services(self) -> None:
+        for service in self._services:
+            service.check()
+
+    def _supervise(
+        self, client: redis.Redis, keys: CrawlKeys, pool: WorkerPool, progress: Progress,
+        items: ItemsFile | None, state: StateDir | None, saved: SavedCrawl | None,
+    ) -> None:
+        """Until the crawl ends or a stop is asked for: restart what died, write new items, refresh."""
+        outage = False
+        while not self.stop.requested:
+            self._check_services()
+            if state is not None and saved is not None and self._record_redis(saved):
+                state.save(saved)
+            pool.poll()
+            rss = pool.rss_bytes()
+            try:
+                status = read_crawl_status(client, keys)
+                if items is not None:
+                    items.catch_up(client, keys)
+            except redis.RedisError as exc:
+                if not outage:
+                    outage = True
+                    self._event(f"Redis unreachable ({exc}); the workers keep what they must write and retry")
+                time.sleep(self.options.refresh_seconds)
+                continue
+            if outage:
+                outage = False
+                self._event("Redis reachable again")
+            progress.update(status, rss)
+            if pool.refresh_endpoints():
+                write_prometheus_targets(self.targets_path, pool)
+            if self.policy is not None:
+                self._recycle_over_budget(pool, rss)
+            if self.on_refresh is not None:
+                self.on_refresh(status, pool, progress, rss)
+            if pool.all_finished:
+                return
+            time.sleep(self.options.refresh_seconds)
+
+    def _drain(self, pool: WorkerPool) -> None:
+        """SIGTERM every worker and wait for them, the drain timeout at most; a second signal kills them."""
+        pool.terminate_all()
+        deadline = time.monotonic() + self.options.drain_timeout_seconds + DRAIN_GRACE_SECONDS
+        while pool.any_running:
+            if self.stop.forced or time.monotonic() > deadline:
+                pool.kill_all()
+                break
+            # Draining workers write their results and return their leases: keep Redis up for them.
+            with contextlib.suppress(ServiceFailed):
+                self._check_services()
+            pool.poll()
+            time.sleep(0.1)
+        pool.poll()
+
+    def _write_last_items(self, client: redis.Redis, keys: CrawlKeys, items: ItemsFile | None) -> CrawlStatus | None:
+        """Bring the items file up to date once the workers are gone; the crawl's status, None if unreadable."""
+        error: Exception | None = None
+        for _ in range(3):
+            try:
+                self._check_services()
+                if items is not None:
+                    items.catch_up(client, keys)
+                return read_crawl_status(client, keys)
+            except (redis.RedisError, ServiceFailed) as exc:
+                error = exc
+                time.sleep(1.0)
+        self._event(f"Could not write the last items ({error}); they are kept in Redis, and the next run writes them")
+        return None
 
     @property
     def policy(self) -> RecyclePolicy | None:
@@ -220,47 +329,25 @@ class LocalCrawl:
         for worker in decide(workers, self.policy, seconds_since_last_recycle=since).recycle:
             pool.recycle(int(worker.name), "over the pool's memory budget", worker.memory_bytes)
 
-    def _request_stop(self, signum: int, frame: object) -> None:
-        self._stop_requested = True
 
-    def _supervise(self, client: redis.Redis, keys: CrawlKeys, pool: WorkerPool, progress: Progress) -> CrawlStatus:
-        while True:
-            pool.poll()
-            rss = pool.rss_bytes()
-            try:
-                status = read_crawl_status(client, keys)
-            except redis.RedisError as exc:
-                logger.warning("Cannot read the crawl status (%s); workers keep going", exc)
-                time.sleep(self.options.refresh_seconds)
-                continue
-            progress.update(status, rss)
-            if pool.refresh_endpoints():
-                write_prometheus_targets(self.targets_path, pool)
-            if self.policy is not None:
-                self._recycle_over_budget(pool, rss)
-            if self.on_refresh is not None:
-                self.on_refresh(status, pool, progress, rss)
-            if pool.all_finished or self._stop_requested:
-                return status
-            time.sleep(self.options.refresh_seconds)
+def _forget_crawl(client: redis.Redis, keys: CrawlKeys) -> None:
+    """Delete every key of the crawl (``--fresh`` on a shared Redis)."""
+    pattern = keys.pattern
+    deleted = 0
+    for batch in _batched(client.scan_iter(match=pattern, count=1000), 500):
+        deleted += client.delete(*batch)
+    logger.info("Started over: deleted %d keys matching %s", deleted, pattern)
 
 
-def write_prometheus_targets(path: Path, pool: WorkerPool) -> None:
-    """Write every running worker's metrics address as a Prometheus file_sd target group.
-
-    Prometheus re-reads the file when it changes: point a ``file_sd_configs`` job at it
-    and it scrapes each worker, replacements included. Written whole, then renamed, so a
-    reader never sees half of it. The workers' series carry their own ``crawl`` label;
-    the target adds only the pool slot.
-    """
-    targets = []
-    for slot in pool.slots:
-        if slot.endpoints.metrics:
-            parts = urlsplit(slot.endpoints.metrics)
-            targets.append({"targets": [parts.netloc], "labels": {"slot": str(slot.index)}})
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text(json.dumps(targets, indent=2) + "\n")
-    os.replace(partial, path)
+def _batched(iterable, size: int):
+    batch = []
+    for value in iterable:
+        batch.append(value)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _first_valid(seeds: list[tuple[int, str]]) -> str | None:

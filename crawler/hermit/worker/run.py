@@ -93,17 +93,28 @@ def run_worker(options: WorkerOptions) -> int:
 
     settings = build_settings(options)
     process = CrawlerProcess(settings)
+    from hermit.settings import InvalidSetting
+    from hermit.worker.preflight import UnknownSpider, check_settings, find_spider
+
+    # An unknown spider or a setting the worker can't use ends it here, with the
+    # configuration status, before any engine opens.
+    try:
+        spider = find_spider(settings, options.spider)
+        checked = settings.copy()
+        spider.update_settings(checked)  # the spider's custom_settings take part
+        check_settings(checked, spider.name)
+    except UnknownSpider as exc:
+        logger.error("%s", exc)
+        return EXIT_CONFIG
+    except InvalidSetting as exc:
+        logger.error("Invalid settings: %s", exc)
+        return EXIT_CONFIG
     # Checked before the crawl starts, so an unreachable Redis is one clear line
     # rather than an engine that opens and fails halfway.
     redis_error = check_redis_reachable(settings)
     if redis_error:
         logger.error("%s", redis_error)
         return EXIT_REDIS_UNAVAILABLE
-    spider: Any = options.spider
-    if options.spider == DEMO_SPIDER and DEMO_SPIDER not in process.spider_loader.list():
-        from hermit.demo.spider import DemoSpider
-
-        spider = DemoSpider
     crawler = process.create_crawler(spider)
     failure_box: list[BaseException] = []
 
@@ -118,8 +129,6 @@ def run_worker(options: WorkerOptions) -> int:
             logger.error("%s", error)
             return EXIT_REDIS_UNAVAILABLE
         from scrapy.exceptions import NotConfigured
-
-        from hermit.settings import InvalidSetting
 
         if isinstance(error, (NotConfigured, InvalidSetting)):
             logger.error("Invalid settings: %s", error)
