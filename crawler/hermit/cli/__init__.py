@@ -9,6 +9,7 @@ from hermit.cli.crawl import crawl_command
 from hermit.cli.demo_site import demo_site_command
 from hermit.cli.hosts import hosts_group
 from hermit.cli.items import items_group
+from hermit.cli.queue import queue_group
 from hermit.cli.seed import seed_command
 from hermit.cli.status import status_command
 from hermit.cli.worker import worker_command
@@ -26,6 +27,7 @@ main.add_command(worker_command)
 main.add_command(seed_command)
 main.add_command(status_command)
 main.add_command(hosts_group)
+main.add_command(queue_group)
 main.add_command(items_group)
 main.add_command(dedup_group)
 main.add_command(demo_site_command)
