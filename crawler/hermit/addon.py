@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 SCHEDULER = "hermit.worker.scheduler.HermitScheduler"
 # Late in the item pipeline, so items are stored as the user's pipelines left them.
 ITEM_SINK_ORDER = 900
+# Next to the download handlers, so it sees each raw response and error before the
+# retry and redirect middlewares act on them.
+HOST_SIGNALS_ORDER = 950
 
 
 class Addon:
@@ -58,6 +61,12 @@ class Addon:
 
         settings.set_in_component_priority_dict("EXTENSIONS", MemoryBudget, 0)
         settings.set_in_component_priority_dict("EXTENSIONS", DrainDeadline, 0)
+        # Fleet-wide politeness: what responses say about their hosts (429/503, errors)
+        # and robots.txt Crawl-delay reach every worker through the frontier.
+        from hermit.worker.host_signals import HostSignalsMiddleware, RobotsCrawlDelay
+
+        settings.set_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", HostSignalsMiddleware, HOST_SIGNALS_ORDER)
+        settings.set_in_component_priority_dict("EXTENSIONS", RobotsCrawlDelay, 0)
         for name, value in DEFAULT_SETTINGS.items():
             settings.set(name, value, "default")
         # Scrapy creates the spider before it applies add-ons, so its name (the
