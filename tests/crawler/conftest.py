@@ -1,4 +1,4 @@
-"""Fixtures of the worker tests: a user's own Scrapy project, written to a temporary
+"""Fixtures of the crawler tests: a user's own Scrapy project, written to a temporary
 folder, crawled with ``scrapy crawl`` as a Hermit worker or as plain Scrapy."""
 
 from __future__ import annotations
