@@ -1,0 +1,135 @@
+"""Scrapy features users rely on, each checked in a real crawl of a Hermit worker beside plain
+Scrapy (the rows of docs/scrapy-compatibility.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+SPIDER = '''
+import json
+
+import scrapy
+from scrapy.http import FormRequest, JsonRequest
+from scrapy.spidermiddlewares.httperror import HttpError
+
+PLUGIN_META = {"playwright": True, "playwright_context": "ctx-1",
+               "playwright_page_methods": [{"method": "wait_for_selector", "args": ["h1"], "kwargs": {}}]}
+
+
+class CompatSpider(scrapy.Spider):
+    name = "compat"
+
+    async def start(self):
+        yield scrapy.Request(self.url, callback=self.parse_home)
+
+    def parse_home(self, response):
+        page = self.url + "p/0.html"
+        # dont_filter: the same URL twice, both fetched.
+        for n in range(2):
+            yield scrapy.Request(page, callback=self.record, dont_filter=True, cb_kwargs={"case": f"dont_filter-{n}"})
+        # Errbacks get their Failure: a 404, and the 405s of the demo site's answer to POST.
+        yield scrapy.Request(self.url + "missing.html", callback=self.record, errback=self.failed,
+                             cb_kwargs={"case": "errback-404"})
+        yield FormRequest(self.url + "p/1.html", formdata={"q": "lamp", "n": "2"}, method="GET",
+                          callback=self.record, cb_kwargs={"case": "form-get"})
+        yield FormRequest(self.url + "p/2.html", formdata={"q": "lamp"}, callback=self.record,
+                          errback=self.failed, cb_kwargs={"case": "form-post"})
+        yield JsonRequest(self.url + "p/3.html", data={"q": ["lamp", 1]}, callback=self.record,
+                          errback=self.failed, cb_kwargs={"case": "json-post"})
+        # meta: a download slot of one's own, and a plugin's keys (scrapy-playwright's).
+        yield scrapy.Request(self.url + "p/4.html", callback=self.record, cb_kwargs={"case": "download_slot"},
+                             meta={"download_slot": "my-slot"})
+        yield scrapy.Request(self.url + "p/5.html", callback=self.record, cb_kwargs={"case": "plugin-meta"},
+                             meta=PLUGIN_META)
+        # follow_all under DEPTH_LIMIT.
+        yield from response.follow_all(css="a[href*='/p/']", callback=self.deep)
+
+    def record(self, response, case):
+        request = response.request
+        yield {"case": case, "url": response.url, "status": response.status, "class": type(request).__name__,
+               "method": request.method, "slot": response.meta.get("download_slot"),
+               "plugin": {k: v for k, v in response.meta.items() if k.startswith("playwright")}}
+
+    def failed(self, failure):
+        request = failure.request  # errbacks get no cb_kwargs; the request still has them
+        yield {"case": request.cb_kwargs["case"], "url": request.url, "failure": type(failure.value).__name__,
+               "status": failure.value.response.status if failure.check(HttpError) else None,
+               "class": type(request).__name__, "method": request.method,
+               "body": request.body.decode(), "kwargs": failure.request.cb_kwargs}
+
+    def deep(self, response):
+        yield {"case": "follow_all", "url": response.url, "depth": response.meta["depth"]}
+        yield from response.follow_all(css="a[href*='/p/']", callback=self.deep)
+'''
+
+DEPTH_LIMIT = 2
+
+
+@pytest.mark.parametrize("demo_site", [40], indirect=True)
+def test_features_behave_as_in_plain_scrapy(scrapy_project, redis_url, demo_site):
+    project = scrapy_project(
+        "compat", {"spiders/compat.py": SPIDER},
+        f'REDIS_URL = "{redis_url}"\nHERMIT_IDLE_CLOSE_SECONDS = 1\nDEPTH_LIMIT = {DEPTH_LIMIT}\n',
+    )
+    args = ("-a", f"url={demo_site.url}")
+    runs = {}
+    for plain in (False, True):
+        out = "plain.jsonl" if plain else "hermit.jsonl"
+        proc = project.crawl("compat", *args, "-o", out, plain=plain)
+        runs[plain] = (project.feed(out), proc.stderr)
+    (hermit, hermit_log), (plain, plain_log) = runs[False], runs[True]
+
+    def cases(items):
+        return sorted((i for i in items if i["case"] != "follow_all"), key=lambda i: (i["case"], i["url"]))
+
+    assert cases(hermit) == cases(plain)
+    by_case = {item["case"]: item for item in cases(hermit)}
+    assert {"dont_filter-0", "dont_filter-1"} <= set(by_case)
+    assert by_case["errback-404"]["failure"] == "HttpError" and by_case["errback-404"]["status"] == 404
+    assert by_case["form-get"]["url"].endswith("/p/1.html?q=lamp&n=2")
+    assert (by_case["form-post"]["class"], by_case["form-post"]["status"], by_case["form-post"]["body"]) == (
+        "FormRequest", 405, "q=lamp")
+    assert by_case["json-post"]["class"] == "JsonRequest" and by_case["json-post"]["body"] == '{"q": ["lamp", 1]}'
+    assert by_case["json-post"]["kwargs"] == {"case": "json-post"}
+    assert by_case["download_slot"]["slot"] == "my-slot"
+    assert by_case["plugin-meta"]["plugin"]["playwright_page_methods"][0]["args"] == ["h1"]
+    for items, log in ((hermit, hermit_log), (plain, plain_log)):
+        depths = [i["depth"] for i in items if i["case"] == "follow_all"]
+        assert max(depths) == DEPTH_LIMIT and min(depths) == 1, depths
+        assert f"'request_depth_max': {DEPTH_LIMIT}," in log
+
+
+CLOSE_SPIDER = '''
+import scrapy
+from w3lib.url import url_query_cleaner
+
+
+class PagesSpider(scrapy.Spider):
+    name = "pages"
+
+    async def start(self):
+        yield scrapy.Request(self.url)
+
+    def parse(self, response):
+        yield {"url": response.url}
+        for href in response.css("a[href*='/p/']::attr(href)").getall():
+            yield scrapy.Request(url_query_cleaner(response.urljoin(href), ("sid",), remove=True))
+'''
+
+
+@pytest.mark.parametrize("demo_site", [80], indirect=True)
+def test_closespider_itemcount_is_per_worker_and_the_rest_stays_queued(scrapy_project, redis_url, demo_site):
+    project = scrapy_project(
+        "pages", {"spiders/pages.py": CLOSE_SPIDER},
+        f'REDIS_URL = "{redis_url}"\nHERMIT_IDLE_CLOSE_SECONDS = 1\nCONCURRENT_REQUESTS = 2\n',
+    )
+    args = ("-a", f"url={demo_site.url}")
+    first = project.crawl("pages", *args, "-o", "first.jsonl", "-s", "CLOSESPIDER_ITEMCOUNT=10")
+    assert "'finish_reason': 'closespider_itemcount'" in first.stderr
+    assert 10 <= len(project.feed("first.jsonl")) < 40
+    # A second worker, without the limit, finishes the crawl from the shared queue.
+    project.crawl("pages", *args, "-o", "second.jsonl")
+    urls = [i["url"] for i in project.feed("first.jsonl") + project.feed("second.jsonl")]
+    expected = {demo_site.url} | {f"{demo_site.url}p/{n}.html" for n in range(80)}
+    assert set(urls) == expected
+    assert len(urls) - len(expected) <= 4  # at most what the first had in flight is fetched again
