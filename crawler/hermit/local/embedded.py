@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 #: A long crawl's append-only file takes a while to load.
 REDIS_START_TIMEOUT_SECONDS = 60.0
 #: How long Redis may take to write its AOF and exit before it is killed.
-REDIS_STOP_TIMEOUT_SECONDS = 5.0
+REDIS_STOP_TIMEOUT_SECONDS = 3.0
 
 
 @contextlib.contextmanager

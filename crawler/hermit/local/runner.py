@@ -51,7 +51,9 @@ logger = logging.getLogger(__name__)
 #: How long past the drain timeout the supervisor waits for draining workers before it kills them.
 DRAIN_GRACE_SECONDS = 3.0
 #: The supervisor's own Redis client never blocks longer than this, so signals are answered.
-CLIENT_TIMEOUT_SECONDS = 3.0
+CLIENT_TIMEOUT_SECONDS = 2.0
+#: How long the supervisor keeps trying to write the last items once the workers are gone.
+LAST_ITEMS_SECONDS = 4.0
 
 
 class LocalCrawl:
@@ -295,7 +297,8 @@ class LocalCrawl:
     def _write_last_items(self, client: redis.Redis, keys: CrawlKeys, items: ItemsFile | None) -> CrawlStatus | None:
         """Bring the items file up to date once the workers are gone; the crawl's status, None if unreadable."""
         error: Exception | None = None
-        for _ in range(3):
+        deadline = time.monotonic() + LAST_ITEMS_SECONDS
+        while time.monotonic() < deadline:
             try:
                 self._check_services()
                 if items is not None:
@@ -303,7 +306,7 @@ class LocalCrawl:
                 return read_crawl_status(client, keys)
             except (redis.RedisError, ServiceFailed) as exc:
                 error = exc
-                time.sleep(1.0)
+                time.sleep(0.5)
         self._event(f"Could not write the last items ({error}); they are kept in Redis, and the next run writes them")
         return None
 
