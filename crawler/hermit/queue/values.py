@@ -22,12 +22,10 @@ ambiguous):
 ``{"$o": [class, fields]}`` scrapy Item, dataclass or attrs object
 ==========================  =============================================
 
-A class is named ``module:qualname``. Decoding resolves it only in modules this
-worker has already imported (or, with a spider, in the spider's own top-level
-package), never imports anything else, reads module and class dictionaries instead
-of calling ``getattr`` (so no module ``__getattr__`` runs), and accepts only a
-scrapy ``Item`` subclass, a dataclass or an attrs class for ``$o`` and an ``Enum``
-for ``$e``. Items are built with their class's ``__init__`` and ``item[field] =
+A class is named ``module:qualname`` and found as :mod:`hermit.queue.class_refs`
+finds it (never importing a module outside the spider's own package); decoding
+accepts only a scrapy ``Item`` subclass, a dataclass or an attrs class for ``$o``
+and an ``Enum`` for ``$e``. Items are built with their class's ``__init__`` and ``item[field] =
 value``; dataclass and attrs objects as ``pickle`` and ``copy`` build them: the
 class's ``__new__``, then each field set directly (no ``__init__`` or
 ``__post_init__`` runs; only fields are stored). Nothing else from queue data is
@@ -46,15 +44,15 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
-import importlib
 import logging
-import sys
 import uuid
 import zoneinfo
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from scrapy import Item
+
+from hermit.queue import class_refs
 
 try:
     import attrs
@@ -188,69 +186,20 @@ def _object_fields(cls: type) -> tuple[str, ...] | None:
     return None
 
 
-# Class references ------------------------------------------------------------
-
-_REFS: dict[type, str] = {}
-
-
 def class_ref(cls: type, path: str) -> str:
-    """``module:qualname`` of *cls*, checked to lead back to it; UnencodableValue if not."""
-    ref = _REFS.get(cls)
-    if ref is not None:
-        return ref
-    ref = f"{cls.__module__}:{cls.__qualname__}"
-    if "<locals>" in cls.__qualname__:
-        raise UnencodableValue(
-            f"{path} is a {cls.__qualname__}, a class defined inside a function, which other workers "
-            "can't find: define it at module level"
-        )
+    """``module:qualname`` of *cls*; UnencodableValue (naming *path*) if workers can't find it by name."""
     try:
-        found = _lookup(ref, None)
-    except UndecodableValue as exc:
-        raise UnencodableValue(f"{path} is a {ref}, which workers can't find by name ({exc})") from None
-    if found is not cls:
-        raise UnencodableValue(f"{path} is a {ref}, but that name leads to another object")
-    _REFS[cls] = ref
-    return ref
-
-
-def _lookup(ref: str, spider: Spider | None) -> Any:
-    """The object *ref* names, from an already-imported module; never runs module code
-    (except importing a module of the spider's own top-level package)."""
-    module_name, _, qualname = ref.partition(":")
-    if not module_name or not qualname:
-        raise UndecodableValue(f"{ref!r} is not a module:qualname class reference")
-    module = sys.modules.get(module_name)
-    if module is None:
-        project = type(spider).__module__.split(".")[0] if spider is not None else None
-        if project is None or module_name.split(".")[0] != project:
-            raise UndecodableValue(
-                f"{ref!r}: module {module_name!r} is not imported in this worker, and queue data never "
-                "imports modules (import it from your spider's module)"
-            )
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise UndecodableValue(f"{ref!r}: {exc}") from None
-    found: Any = module
-    for part in qualname.split("."):
-        if part.startswith("__"):
-            raise UndecodableValue(f"{ref!r} names a special attribute")
-        namespace = getattr(found, "__dict__", None)
-        if not isinstance(namespace, (dict, type(type.__dict__))) or part not in namespace:
-            raise UndecodableValue(f"{ref!r}: no {part!r} in {module_name}")
-        found = namespace[part]
-    return found
+        return class_refs.class_ref(cls)
+    except class_refs.ClassRefError as exc:
+        raise UnencodableValue(f"{path} is a {cls.__module__}.{cls.__qualname__}: {exc}") from None
 
 
 def resolve_class(ref: Any, spider: Spider | None, allowed: Callable[[type], bool], kinds: str) -> type:
-    """The class *ref* names if it is one *allowed* accepts; UndecodableValue otherwise."""
-    if not isinstance(ref, str):
-        raise UndecodableValue(f"class reference {ref!r} is not a string")
-    found = _lookup(ref, spider)
-    if not (isinstance(found, type) and allowed(found)):
-        raise UndecodableValue(f"{ref!r} is not {kinds}; it is never loaded from queue data")
-    return found
+    """The class *ref* names if *allowed* accepts it; UndecodableValue otherwise."""
+    try:
+        return class_refs.resolve_class(ref, spider, allowed, kinds)
+    except class_refs.ClassRefError as exc:
+        raise UndecodableValue(str(exc)) from None
 
 
 def _is_object_class(cls: type) -> bool:

@@ -7,7 +7,6 @@ import datetime as dt
 import enum
 import json
 import re
-import sys
 import zoneinfo
 from typing import Any
 
@@ -248,33 +247,3 @@ def test_entries_naming_other_things_are_refused_and_nothing_is_called(calls, da
 def test_an_item_given_an_undeclared_field_is_refused():
     with pytest.raises(KeyError, match="does not support field: evil"):
         decode_value({"$o": [f"{__name__}:Product", {"evil": 1}]})
-
-
-def test_a_module_not_yet_imported_is_never_imported(tmp_path, monkeypatch):
-    marker = tmp_path / "imported"
-    (tmp_path / "hermit_never_imported.py").write_text(
-        f"open({str(marker)!r}, 'w').close()\n"
-        "import dataclasses\n@dataclasses.dataclass\nclass Item:\n    a: int = 0\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(UndecodableValue, match="'hermit_never_imported' is not imported in this worker"):
-        decode_value({"$o": ["hermit_never_imported:Item", {"a": 1}]})
-    assert not marker.exists() and "hermit_never_imported" not in sys.modules
-
-
-def test_a_module_of_the_spiders_own_package_is_imported(tmp_path, monkeypatch):
-    package = tmp_path / "shopproj"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "spiders.py").write_text("import scrapy\nclass ShopSpider(scrapy.Spider):\n    name = 'shop'\n")
-    (package / "items.py").write_text("import dataclasses\n@dataclasses.dataclass\nclass Row:\n    a: int = 0\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    from shopproj.spiders import ShopSpider  # type: ignore[import-not-found]
-
-    try:
-        assert "shopproj.items" not in sys.modules
-        row = decode_value({"$o": ["shopproj.items:Row", {"a": 4}]}, ShopSpider())
-        assert type(row).__module__ == "shopproj.items" and row.a == 4
-    finally:
-        for name in [n for n in sys.modules if n.split(".")[0] == "shopproj"]:
-            del sys.modules[name]
