@@ -97,9 +97,10 @@ def crawl_command(
             result = LocalCrawl(options, on_refresh=log_line).run()
     except CrawlFailed as exc:
         _fail(exc)
-    if state_dir is None:
-        with contextlib.suppress(OSError):
-            DEFAULT_STATE_ROOT.rmdir()  # left empty when no crawl is kept there
+    finally:
+        if state_dir is None:
+            with contextlib.suppress(OSError):
+                DEFAULT_STATE_ROOT.rmdir()  # left empty when no crawl is kept there
     print_summary(result)
     if result.failure is not None:
         if result.state_dir is not None:

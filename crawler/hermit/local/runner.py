@@ -109,11 +109,20 @@ class LocalCrawl:
     # -- the run ---------------------------------------------------------------------
 
     def run(self) -> LocalCrawlResult:
+        state = StateDir(self.options.state_dir) if self.options.state_dir is not None else None
+        try:
+            return self._run(state)
+        except CrawlFailed:
+            # A crawl that failed before it saved anything leaves no state behind.
+            if state is not None and not state.state_file.exists():
+                state.remove()
+            raise
+
+    def _run(self, state: StateDir | None) -> LocalCrawlResult:
         options = self.options
         crawl = options.crawl or options.spider
         keys = CrawlKeys(crawl)
         started = time.monotonic()
-        state = StateDir(options.state_dir) if options.state_dir is not None else None
         with contextlib.ExitStack() as stack, self.stop:
             saved = None
             if state is not None:

@@ -3,32 +3,26 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
-from hermit.demo.site import DemoSite
 
-
-def hermit(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hermit.cli", *args], capture_output=True, text=True, timeout=600, cwd=cwd,
-    )
-
-
-def item_urls(path) -> list[str]:
+def item_urls(path: Path) -> list[str]:
     return [json.loads(line)["url"] for line in path.read_text().splitlines()]
 
 
-def test_crawl_of_the_embedded_demo_site_finds_every_page(tmp_path):
-    out = tmp_path / "items.jsonl"
-    proc = hermit("crawl", "--workers", "2", "--pages", "150", "-o", str(out), "--log-dir", str(tmp_path / "logs"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    urls = item_urls(out)
-    parts = urlsplit(urls[0])
-    assert parts.hostname == "127.0.0.1"
-    expected = DemoSite(pages=150).expected_urls(f"{parts.scheme}://{parts.netloc}/")
-    assert set(urls) == expected and len(urls) == len(expected)
+def test_crawl_of_the_embedded_demo_site_finds_every_page(tmp_path, hermit_cli, demo_items):
+    # What `make demo` runs, twice: a finished crawl keeps no state, so the second
+    # run crawls the whole site again, as the first did.
+    for _ in range(2):
+        proc = hermit_cli("crawl", "--workers", "2", "--pages", "150", "--log-dir", "logs", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        items = demo_items(tmp_path / "items.jsonl", 150)
+        assert urlsplit(items.urls[0]).hostname == "127.0.0.1"
+        assert not items.lost and not items.unexpected and items.duplicates == 0
+        assert "(resumed)" not in proc.stdout
+        assert not (tmp_path / ".hermit").exists()
+    out, expected = Path("items.jsonl"), items.expected
     assert f"items file        {out} ({len(expected)} items)" in proc.stdout
     assert "left in queue     0  (leased 0)" in proc.stdout
     assert "dead letters      0" in proc.stdout
@@ -36,11 +30,12 @@ def test_crawl_of_the_embedded_demo_site_finds_every_page(tmp_path):
     assert (tmp_path / "logs" / "worker-1.log").exists()
 
 
-def test_crawl_from_seed_urls_on_a_shared_redis(tmp_path, redis_url, demo_site):
+def test_crawl_from_seed_urls_on_a_shared_redis(tmp_path, redis_url, demo_site, hermit_cli):
     out = tmp_path / "items.jsonl"
     seeds = tmp_path / "seeds.txt"
     seeds.write_text(f"{demo_site.url}\nmailto:someone@example.invalid\n")
-    proc = hermit("crawl", "--redis", redis_url, "--crawl", "seeded", "--seeds", str(seeds), "-o", str(out))
+    proc = hermit_cli("crawl", "--redis", redis_url, "--crawl", "seeded", "--seeds", str(seeds), "-o", str(out),
+                      cwd=tmp_path)
     # The bad seed is reported and makes the exit status 1, but the crawl still ran.
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "1 queued, 0 already seen, 1 rejected" in proc.stdout
@@ -49,17 +44,17 @@ def test_crawl_from_seed_urls_on_a_shared_redis(tmp_path, redis_url, demo_site):
     assert sorted(item_urls(out)) == sorted(expected)
 
 
-def test_crawl_with_no_valid_seed_is_one_clear_error(tmp_path, redis_url):
-    proc = hermit("crawl", "--redis", redis_url, "--url", "not-a-url", "-o", str(tmp_path / "x.jsonl"))
+def test_crawl_with_no_valid_seed_is_one_clear_error(tmp_path, redis_url, hermit_cli):
+    proc = hermit_cli("crawl", "--redis", redis_url, "--url", "not-a-url", "-o", str(tmp_path / "x.jsonl"), cwd=tmp_path)
     assert proc.returncode == 1
     assert "Error: none of the 1 seed URLs is valid" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
-def test_every_command_has_help():
+def test_every_command_has_help(hermit_cli):
     for command in (["crawl"], ["worker"], ["seed"], ["status"], ["items", "export"],
                     ["dedup", "migrate"], ["demo-site"]):
-        proc = hermit(*command, "--help")
+        proc = hermit_cli(*command, "--help")
         assert proc.returncode == 0, (command, proc.stderr)
         assert "Usage:" in proc.stdout and "--help" in proc.stdout, command
 
@@ -83,20 +78,14 @@ class ListingSpider(scrapy.Spider):
 '''
 
 
-def test_crawl_runs_a_spider_of_the_users_project(tmp_path, demo_site):
-    project = tmp_path / "proj"
-    (project / "listing" / "spiders").mkdir(parents=True)
-    (project / "scrapy.cfg").write_text("[settings]\ndefault = listing.settings\n")
-    (project / "listing" / "__init__.py").write_text("")
-    (project / "listing" / "spiders" / "__init__.py").write_text("")
-    (project / "listing" / "spiders" / "listing.py").write_text(PROJECT_SPIDER)
-    (project / "listing" / "settings.py").write_text(
-        'BOT_NAME = "listing"\nSPIDER_MODULES = ["listing.spiders"]\nROBOTSTXT_OBEY = False\n'
-    )
+def test_crawl_runs_a_spider_of_the_users_project(tmp_path, demo_site, hermit_cli, scrapy_project):
+    project = scrapy_project("listing", {"spiders/listing.py": PROJECT_SPIDER})
     out = tmp_path / "items.jsonl"
-    proc = hermit("crawl", "listing", "--workers", "2", "-a", f"url={demo_site.url}", "-o", str(out), cwd=project)
+    proc = hermit_cli("crawl", "listing", "--workers", "2", "-a", f"url={demo_site.url}", "-o", str(out),
+                      cwd=project.root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     expected = {f"{demo_site.url}"} | {f"{demo_site.url}p/{n}.html" for n in range(demo_site.site.pages)}
     urls = item_urls(out)
     assert set(urls) == expected and len(urls) == len(expected)
     assert "crawl 'listing' ended" in proc.stdout
+    assert not (project.root / ".hermit").exists()
