@@ -57,15 +57,29 @@ def retry_after_seconds(value: bytes | str | None, now: float | None = None) -> 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def error_reason(exception: BaseException) -> str | None:
-    """'timeout' or 'connection' for download errors that say the host is struggling, else None."""
-    from twisted.internet import error as net_errors
-    from twisted.web.client import ResponseFailed
+def _classes(module: object, *names: str) -> tuple[type, ...]:
+    return tuple(getattr(module, name) for name in names if isinstance(getattr(module, name, None), type))
 
-    if isinstance(exception, (net_errors.TimeoutError, net_errors.TCPTimedOutError)):
+
+def error_reason(exception: BaseException) -> str | None:
+    """'timeout' or 'connection' for download errors that say the host is struggling, else None.
+
+    Scrapy >= 2.19 raises its own exceptions (``scrapy.exceptions.DownloadTimeoutError``
+    …); older ones raise Twisted's.
+    """
+    from scrapy import exceptions as scrapy_errors
+    from twisted.internet import error as net_errors
+    from twisted.web import client as web_client
+
+    timeouts = _classes(net_errors, "TimeoutError", "TCPTimedOutError") + _classes(
+        scrapy_errors, "DownloadTimeoutError")
+    connection = _classes(
+        net_errors, "ConnectionRefusedError", "ConnectionLost", "ConnectionDone", "ConnectError"
+    ) + _classes(web_client, "ResponseFailed") + _classes(
+        scrapy_errors, "DownloadConnectionRefusedError", "DownloadFailedError", "ResponseDataLossError")
+    if isinstance(exception, timeouts):
         return "timeout"
-    if isinstance(exception, (net_errors.ConnectionRefusedError, net_errors.ConnectionLost,
-                              net_errors.ConnectionDone, net_errors.ConnectError, ResponseFailed)):
+    if isinstance(exception, connection):
         return "connection"
     return None
 
