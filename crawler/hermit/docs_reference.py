@@ -163,7 +163,7 @@ def _idle_status(with_bloom: bool):
     bloom = BloomInfo(layers=1, items=0, capacity=1, bits=8, bytes=1, fill_ratio=0.0,
                       estimated_false_positive_ratio=0.0, error_ratio=1e-4, layer_details=())
     return CrawlStatus(
-        queue=QueueStatus(queued=0, queued_by_priority={}, leased=0, leased_by_worker={}, workers=0,
+        queue=QueueStatus(queued=0, leased=0, leased_by_worker={}, workers=0,
                           dead_letters=0),
         bloom=bloom if with_bloom else None,
         items=0,

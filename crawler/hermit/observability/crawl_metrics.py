@@ -37,6 +37,8 @@ COUNTERS = (
     ("expired", "hermit_crawl_leases_expired", "Leases of dead workers that expired and went back to the queue."),
     ("dead_letters", "hermit_crawl_dead_letters", "Queue entries moved to the dead-letter list."),
 )
+#: Why a host backs off (ack.lua's outcome codes); a fixed set, so the label stays bounded.
+BACKOFF_REASONS = ("429", "503", "timeout", "connection")
 _RECYCLE_FIELD = re.compile(r"^recycles_([a-z0-9_]{1,40})$")
 _MAX_RECYCLE_REASONS = 20
 _CRAWL_WIDE = " Crawl-wide, the same on every worker: aggregate with max, not sum."
@@ -97,6 +99,32 @@ class CrawlStatusCollector(Collector):
             return family
 
         yield gauge("hermit_crawl_queued_requests", "Requests waiting in the crawl's queue.", queue.queued)
+        yield gauge("hermit_crawl_schedulable_requests",
+                    "Queued requests that may be in flight at once under the hosts' politeness limits: "
+                    "min(queued, sum over hosts with a queue of their concurrency). What autoscaling should "
+                    "follow: a million queued requests of one host need one worker, not fifty.",
+                    queue.schedulable)
+        hosts = GaugeMetricFamily(
+            "hermit_crawl_hosts",
+            "Hosts with queued requests, by state: ready (may be fetched now), waiting (for their delay, a "
+            "backoff or a free slot), paused (by `hermit hosts pause` or block)." + _CRAWL_WIDE,
+            labels=["crawl", "state"],
+        )
+        for state in ("ready", "waiting", "paused"):
+            hosts.add_metric([crawl, state], getattr(queue.hosts, state))
+        yield hosts
+        yield gauge("hermit_crawl_hosts_backed_off", "Hosts in a backoff after 429, 503, timeouts or connection "
+                    "errors (queued or not).", queue.hosts.backed_off)
+        yield gauge("hermit_crawl_hosts_active", "Hosts with requests in flight.", queue.hosts.active)
+        backoffs = CounterMetricFamily(
+            "hermit_crawl_host_backoffs",
+            "Times a host was backed off for the whole fleet, by reason (429, 503, timeout, connection)."
+            + _CRAWL_WIDE,
+            labels=["crawl", "reason"],
+        )
+        for reason in BACKOFF_REASONS:
+            backoffs.add_metric([crawl, reason], queue.counters.get(f"backoff:{reason}", 0))
+        yield backoffs
         yield gauge("hermit_crawl_leased_requests", "Requests leased (in flight) by all workers.", queue.leased)
         yield gauge("hermit_crawl_workers", "Workers registered in Redis with a live lease deadline.", queue.workers)
         yield gauge("hermit_crawl_dead_letter_entries", "Entries in the crawl's dead-letter list.",

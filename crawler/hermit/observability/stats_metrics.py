@@ -113,10 +113,18 @@ def stats_families(stats: Mapping[str, Any], crawl: str) -> Iterator[Metric]:
     yield labelled(
         "hermit_dedup_checks",
         "Requests this worker pushed through the crawl's dedup, by result: new (queued; dont_filter "
-        "requests, which skip the filter, count here too) or duplicate (dropped).",
+        "requests, which skip the filter, count here too), duplicate (dropped) or blocked (its host is "
+        "blocked by `hermit hosts block`: neither queued nor marked as seen).",
         "result",
-        {"new": _int(stats, "scheduler/enqueued/redis"), "duplicate": _int(stats, "dupefilter/filtered")},
+        {"new": _int(stats, "scheduler/enqueued/redis"), "duplicate": _int(stats, "dupefilter/filtered"),
+         "blocked": _int(stats, "hermit/requests/blocked")},
     )
+    yield counter("hermit_lease_waits", "Leases of this worker that found requests queued but no host that may "
+                  "be fetched now (delays, backoffs, busy hosts): it waited for the next one.",
+                  _int(stats, "hermit/leases/empty"))
+    yield counter("hermit_lease_wait_seconds", "Seconds this worker waited for a host to become ready while it "
+                  "could have fetched more (politeness, not lack of work).",
+                  stats.get("hermit/leases/wait_seconds", 0.0) or 0.0)
     yield counter("hermit_requests_leased", "Requests this worker leased from the crawl's queue and started.",
                   _int(stats, "scheduler/dequeued/redis"))
     yield labelled(

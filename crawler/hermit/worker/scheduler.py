@@ -301,8 +301,9 @@ class HermitScheduler(BaseScheduler):
         wait = self.config.idle_poll_seconds
         ready_in = self.queue.next_ready_seconds if self.queue is not None else None
         if ready_in is not None:
-            self.stats.inc_value("hermit/leases/empty")
             wait = min(wait, max(0.005, ready_in))
+            self.stats.inc_value("hermit/leases/empty")
+            self.stats.inc_value("hermit/leases/wait_seconds", wait, start=0.0)
             if self._wake_call is None or not self._wake_call.active():
                 from twisted.internet import reactor
 
