@@ -130,6 +130,11 @@ def run_worker(options: WorkerOptions) -> int:
             return EXIT_REDIS_UNAVAILABLE
         from scrapy.exceptions import NotConfigured
 
+        from hermit.worker.scheduler import OutdatedQueueLayout
+
+        if isinstance(error, OutdatedQueueLayout):
+            logger.error("%s", error)
+            return EXIT_CONFIG
         if isinstance(error, (NotConfigured, InvalidSetting)):
             logger.error("Invalid settings: %s", error)
             return EXIT_CONFIG
