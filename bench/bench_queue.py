@@ -15,6 +15,11 @@ objects (shop URLs, GET, ``meta={"depth": d}``, a few priorities):
   of 1 (on 20,000 requests, 5,000 with --quick: it is round-trip bound), and
   scrapy-redis' ``push()``/``pop()`` one request at a time, as its scheduler calls
   them; and Hermit's encode/decode alone, to tell the Python side from the Redis one.
+- the same for Hermit's opt-in pickle codec (``HERMIT_QUEUE_CODEC = "pickle"``):
+  Redis bytes per request and enqueue/dequeue rates batched, and encode/decode alone;
+- "rich" requests, what spiders pass between callbacks (a scrapy Item with a Decimal
+  and a datetime, a dataclass holding a set, a UUID in ``meta``): entry bytes and
+  encode/decode rates of both codecs, no Redis.
 
 All runs are repeated in interleaved rounds and the medians reported.
 
@@ -38,6 +43,12 @@ from pathlib import Path
 import redis
 from rich.console import Console
 from rich.table import Table
+import dataclasses
+import datetime as dt
+import decimal
+import uuid
+
+import scrapy
 from scrapy import Request, Spider
 from scrapy.utils.request import RequestFingerprinter
 from scrapy_redis.queue import PriorityQueue
@@ -55,6 +66,42 @@ TARGET_RATE = 50_000
 CATEGORIES = ("books", "garden-tools", "kitchen", "electronics", "toys", "sports-outdoors",
               "home-decor", "office", "pet-supplies", "beauty")
 PRIORITIES = (0, 0, 0, 0, 1, 1, -1, 2)
+
+
+class Product(scrapy.Item):
+    name = scrapy.Field()
+    price = scrapy.Field()
+    listed = scrapy.Field()
+
+
+@dataclasses.dataclass
+class Listing:
+    seller: str
+    tags: set[str]
+
+
+class BenchSpider(Spider):
+    name = "bench"
+
+    def parse_detail(self, response, product, listing):  # pragma: no cover - only named
+        pass
+
+
+def make_rich_requests(count: int, spider: BenchSpider) -> list[Request]:
+    """Requests as a spider passing items between callbacks makes them."""
+    return [
+        Request(
+            f"https://shop.example.com/item/{100_000 + i * 7919 % 900_000}.html",
+            callback=spider.parse_detail, priority=PRIORITIES[i % len(PRIORITIES)],
+            meta={"depth": 2 + i % 3, "trace": uuid.UUID(int=i)},
+            cb_kwargs={
+                "product": Product(name=f"Product {i}", price=decimal.Decimal(f"{i % 500}.99"),
+                                   listed=dt.datetime(2026, 1, 1) + dt.timedelta(minutes=i)),
+                "listing": Listing(seller=f"seller-{i % 97}", tags={"new", CATEGORIES[i % len(CATEGORIES)]}),
+            },
+        )
+        for i in range(count)
+    ]
 
 
 def make_requests(count: int) -> list[Request]:
@@ -95,7 +142,7 @@ def measure(client: redis.Redis, n: int, enqueue: Callable[[], None], dequeue: C
 
 
 def hermit_run(client: redis.Redis, spider: Spider, requests: list[Request], batch: int,
-               dedup: bool = False) -> dict[str, float]:
+               dedup: bool = False, codec: str = "json") -> dict[str, float]:
     """push_many all *requests* in batches (fingerprinted if *dedup*), then lease + ack them."""
     bloom = BloomSettings(capacity=2 * len(requests))
     # Load the scripts (and whatever Redis creates lazily) before the measure.
@@ -108,7 +155,7 @@ def hermit_run(client: redis.Redis, spider: Spider, requests: list[Request], bat
     def enqueue() -> None:
         for start in range(0, len(requests), batch):
             queue.push_many([
-                QueuedRequest(encode_request(r, spider), r.priority,
+                QueuedRequest(encode_request(r, spider, codec), r.priority,
                               fingerprinter.fingerprint(r) if dedup else None)
                 for r in requests[start:start + batch]
             ])
@@ -116,7 +163,7 @@ def hermit_run(client: redis.Redis, spider: Spider, requests: list[Request], bat
     def dequeue() -> int:
         decoded = 0
         while leases := queue.lease(batch):
-            decoded += len([decode_request(lease.entry, spider, lease.priority) for lease in leases])
+            decoded += len([decode_request(lease.entry, spider, lease.priority, codec) for lease in leases])
             queue.ack([lease.id for lease in leases])
         return decoded
 
@@ -140,16 +187,17 @@ def scrapy_redis_run(client: redis.Redis, spider: Spider, requests: list[Request
     return measure(client, len(requests), enqueue, dequeue)
 
 
-def codec_run(spider: Spider, requests: list[Request]) -> dict[str, float]:
+def codec_run(spider: Spider, requests: list[Request], codec: str = "json") -> dict[str, float]:
     """Hermit's encode and decode alone, without Redis: the floor of the rates above."""
     started = time.perf_counter()
-    entries = [(encode_request(r, spider), r.priority) for r in requests]
+    entries = [(encode_request(r, spider, codec), r.priority) for r in requests]
     encoded = time.perf_counter()
     for entry, priority in entries:
-        decode_request(entry, spider, priority)
+        decode_request(entry, spider, priority, codec)
     done = time.perf_counter()
     return {"encode_per_second": len(requests) / (encoded - started),
-            "decode_per_second": len(requests) / (done - encoded)}
+            "decode_per_second": len(requests) / (done - encoded),
+            "entry_bytes": sum(len(entry) for entry, _ in entries) / len(entries)}
 
 
 def print_table(report: dict, console: Console) -> None:
@@ -175,6 +223,22 @@ def print_table(report: dict, console: Console) -> None:
         table.add_row(f"{what}s/s", *(f"{x[key]:,.0f}" for x in (h, hb, h1, s)), f"{r[key]:.1f}x",
                       target(h[key], TARGET_RATE, below=False))
     console.print(table)
+    codecs = Table(title="Codecs: Redis bytes/request and rates (plain requests, batched), and alone on "
+                         f"{p['rich_requests']:,} rich requests (Item, Decimal, datetime, dataclass, set, UUID)")
+    for name in ("codec", "Redis B/req", "enqueues/s", "dequeues/s", "plain entry B", "rich entry B",
+                 "rich encodes/s", "rich decodes/s"):
+        codecs.add_column(name, justify="left" if name == "codec" else "right")
+    results = report["results"]
+    for codec, batched, plain, rich in (
+        ("json", h, c, results["hermit_codec_only_rich"]),
+        ("pickle", results["hermit_pickle_batched"], results["hermit_codec_only_pickle"],
+         results["hermit_codec_only_rich_pickle"]),
+    ):
+        codecs.add_row(codec, f"{batched['bytes_per_request']:.1f}", f"{batched['enqueue_per_second']:,.0f}",
+                       f"{batched['dequeue_per_second']:,.0f}", f"{plain['entry_bytes']:.1f}",
+                       f"{rich['entry_bytes']:.1f}", f"{rich['encode_per_second']:,.0f}",
+                       f"{rich['decode_per_second']:,.0f}")
+    console.print(codecs)
     console.print(
         f"ratio = Hermit ×{p['batch']} / scrapy-redis (one at a time); Hermit ×1 / scrapy-redis:"
         f" enqueue {r['unbatched_enqueue_per_second']:.2f}x, dequeue {r['unbatched_dequeue_per_second']:.2f}x"
@@ -202,14 +266,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     n = args.requests or (20_000 if args.quick else 200_000)
     unbatched = args.unbatched_requests or (5_000 if args.quick else 20_000)
     console = Console(width=None if sys.stdout.isatty() else 110)
-    spider = Spider(name="bench")
+    spider = BenchSpider()
     requests = make_requests(n)
+    rich = make_rich_requests(min(n, 20_000), spider)
     runs = {
         "hermit_batched": lambda: hermit_run(client, spider, requests, args.batch),
         "hermit_batched_with_bloom": lambda: hermit_run(client, spider, requests, args.batch, dedup=True),
         "hermit_unbatched": lambda: hermit_run(client, spider, requests[:unbatched], 1),
         "scrapy_redis": lambda: scrapy_redis_run(client, spider, requests),
         "hermit_codec_only": lambda: codec_run(spider, requests),
+        "hermit_pickle_batched": lambda: hermit_run(client, spider, requests, args.batch, codec="pickle"),
+        "hermit_codec_only_pickle": lambda: codec_run(spider, requests, "pickle"),
+        "hermit_codec_only_rich": lambda: codec_run(spider, rich),
+        "hermit_codec_only_rich_pickle": lambda: codec_run(spider, rich, "pickle"),
     }
 
     with EmbeddedRedis() as server:
@@ -242,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "hermit_entry_bytes": sum(len(encode_request(r, spider)) for r in sample) / len(sample),
             "scrapy_redis_entry_bytes": sum(scrapy_redis_sizes) / len(sample),
             "bloom_capacity": 2 * n, "bloom_error_ratio": BloomSettings().error_ratio,
+            "rich_requests": len(rich), "rich_example": repr(rich[1].cb_kwargs),
         },
         "targets": {"bytes_per_request_max": TARGET_BYTES_PER_REQUEST, "batched_rate_min": TARGET_RATE},
         "results": results,
