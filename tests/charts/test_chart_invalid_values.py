@@ -28,8 +28,25 @@ CASES = {
     "unreadable memory quantity": (["crawler.resources.limits.memory=lots"], "at '/crawler/resources/limits/memory'"),
     "password that does not fit in a URL": (["redis.auth.password=p@ss/word"], "redis.auth.password"),
     "operator without a budget": (["crawler.memoryBudget.enabled=false"], "operator.memoryBudgetBytes"),
-    "keda prometheus trigger without a query": (
-        ["autoscaling.keda.enabled=true", "autoscaling.keda.trigger=prometheus"], "needs serverAddress and query"),
+    "keda without a Prometheus to read": (
+        ["autoscaling.keda.enabled=true"], "autoscaling.keda.prometheus.serverAddress: KEDA reads hermit_crawl_schedulable_requests"),
+    # The redis trigger watched the one-queue layout's lists, which no longer exist.
+    "keda redis trigger": (
+        ["autoscaling.keda.enabled=true", "autoscaling.keda.trigger=redis",
+         "autoscaling.keda.prometheus.serverAddress=http://prometheus:9090"],
+        "at '/autoscaling/keda/trigger': value must be 'prometheus'"),
+    "keda redis trigger values": (
+        ["autoscaling.keda.enabled=true", "autoscaling.keda.redis.priorities={0,1}",
+         "autoscaling.keda.prometheus.serverAddress=http://prometheus:9090"],
+        "autoscaling.keda.redis: removed in chart 0.2.0 with the redis trigger"),
+    "keda redis values with KEDA off": (
+        ["autoscaling.keda.redis.requestsPerReplica=1000"], "Delete autoscaling.keda.redis from your values"),
+    "keda scaling to zero": (
+        ["autoscaling.keda.enabled=true", "autoscaling.keda.minReplicas=0",
+         "autoscaling.keda.prometheus.serverAddress=http://prometheus:9090"],
+        "at '/autoscaling/keda/minReplicas': minimum: got 0, want 1"),
+    "keda threshold of zero": (
+        ["autoscaling.keda.prometheus.threshold=0"], "at '/autoscaling/keda/prometheus/threshold'"),
     "both monitors": (["metrics.serviceMonitor.enabled=true", "metrics.podMonitor.enabled=true"], "not both"),
     "string where a number goes": (["crawler.leaseTimeoutSeconds=soon"], "at '/crawler/leaseTimeoutSeconds': got string, want number"),
 }

@@ -3,9 +3,7 @@ cross-checked against the crawler's code."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 import warnings
 from pathlib import Path
 
@@ -371,26 +369,38 @@ def test_cli_reads_the_environment_the_chart_sets():
     assert 'envvar="HERMIT_REDIS_URL"' in options and 'envvar="HERMIT_CRAWL"' in options
 
 
-def _keys_module():
-    spec = importlib.util.spec_from_file_location("hermit_keys_for_chart_tests", REPO / "crawler" / "hermit" / "keys.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_keda_watches_the_queue_lists(render):
+def test_keda_scales_on_the_schedulable_requests(render):
+    """One prometheus trigger on the crawl-wide gauge the workers export (max: every worker exports it)."""
     result = render(VALUES["keda-values.yaml"])
     scaled = result.one("ScaledObject", "-crawler")
     assert scaled["spec"]["scaleTargetRef"]["name"] == result.one("Deployment", "-crawler")["metadata"]["name"]
-    keys = _keys_module().CrawlKeys("demo", "hermit")
-    triggers = scaled["spec"]["triggers"]
-    assert [t["metadata"]["listName"] for t in triggers] == [keys.queue(0), keys.queue(1), keys.queue(-1)]
-    assert {t["metadata"]["address"] for t in triggers} == {f"{RELEASE}-hermit-redis.{NAMESPACE}.svc:6379"}
-    auth = result.one("TriggerAuthentication", "-crawler")
-    assert {t["authenticationRef"]["name"] for t in triggers} == {auth["metadata"]["name"]}
-    assert auth["spec"]["secretTargetRef"] == [{"parameter": "password", "name": f"{RELEASE}-hermit-redis", "key": "redis-password"}]
     assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (1, 20)
+    assert scaled["spec"]["triggers"] == [{
+        "type": "prometheus",
+        "metadata": {
+            "serverAddress": "http://prometheus-operated.monitoring.svc:9090",
+            "query": 'max(hermit_crawl_schedulable_requests{crawl="demo"})',
+            "threshold": "16",
+        },
+    }]
+    assert not result.kind("TriggerAuthentication")
+    # The gauge, and its crawl label, as the crawler exports them.
+    exporter = (REPO / "crawler" / "hermit" / "observability" / "crawl_metrics.py").read_text()
+    assert re.search(r'gauge\(\s*"hermit_crawl_schedulable_requests"', exporter)
+    assert 'labels=["crawl"]' in exporter
+    # The crawl name (explicit or the spider's) is the one the workers get as HERMIT_CRAWL.
+    named = render(VALUES["keda-values.yaml"], set=["spider=books", "crawl=books-2024"])
+    assert env_of(crawler_container(named))["HERMIT_CRAWL"]["value"] == "books-2024"
+    trigger = named.one("ScaledObject", "-crawler")["spec"]["triggers"][0]["metadata"]
+    assert trigger["query"] == 'max(hermit_crawl_schedulable_requests{crawl="books-2024"})'
+    by_spider = render(VALUES["keda-values.yaml"], set=["spider=books"]).one("ScaledObject", "-crawler")
+    assert by_spider["spec"]["triggers"][0]["metadata"]["query"] == 'max(hermit_crawl_schedulable_requests{crawl="books"})'
+    # A query and a threshold of one's own are used as given.
+    own = render(VALUES["keda-values.yaml"], set=[
+        'autoscaling.keda.prometheus.query=sum(hermit_crawl_hosts{state="ready"})',
+        "autoscaling.keda.prometheus.threshold=32",
+    ]).one("ScaledObject", "-crawler")["spec"]["triggers"][0]["metadata"]
+    assert (own["query"], own["threshold"]) == ('sum(hermit_crawl_hosts{state="ready"})', "32")
 
 
 def test_hpa_scales_the_workers(render):

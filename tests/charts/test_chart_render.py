@@ -9,7 +9,7 @@ from chartlib import CHART, CI_VALUES, KUBERNETES_VERSIONS
 
 #: Custom resources whose schemas kubernetes-validate does not ship (it warns about
 #: them); their shape is asserted in test_chart_manifests.py instead.
-CUSTOM_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject", "TriggerAuthentication"}
+CUSTOM_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject"}
 
 
 def monitoring_files_missing() -> list[str]:

@@ -69,19 +69,11 @@ message; all of them are reported at once, then rendering fails.
 {{- if and $v.autoscaling.hpa.enabled (gt (int $v.autoscaling.hpa.minReplicas) (int $v.autoscaling.hpa.maxReplicas)) -}}
 {{- $messages = append $messages "autoscaling.hpa.minReplicas must not exceed autoscaling.hpa.maxReplicas" -}}
 {{- end -}}
-{{- if $v.autoscaling.keda.enabled -}}
-{{- if eq $v.autoscaling.keda.trigger "redis" -}}
-{{- if and (not $v.redis.enabled) (not $v.autoscaling.keda.redis.address) -}}
-{{- $messages = append $messages "autoscaling.keda.redis.address: with an external Redis, KEDA needs its host:port (and autoscaling.keda.redis.passwordSecret), or use autoscaling.keda.trigger=prometheus" -}}
+{{- if hasKey $v.autoscaling.keda "redis" -}}
+{{- $messages = append $messages "autoscaling.keda.redis: removed in chart 0.2.0 with the redis trigger (the per-priority queue lists it watched no longer exist: the frontier keeps one queue per host). Delete autoscaling.keda.redis from your values: KEDA scales on the prometheus trigger, which needs only autoscaling.keda.prometheus.serverAddress (the query defaults to the crawl's hermit_crawl_schedulable_requests, the threshold to 16 per worker)" -}}
 {{- end -}}
-{{- if and (not $v.redis.enabled) $v.autoscaling.keda.redis.address (not $v.autoscaling.keda.redis.passwordSecret.name) -}}
-{{- $messages = append $messages "autoscaling.keda.redis.passwordSecret.name: the Secret with the external Redis password (Redis auth is required)" -}}
-{{- end -}}
-{{- else -}}
-{{- if or (not $v.autoscaling.keda.prometheus.serverAddress) (not $v.autoscaling.keda.prometheus.query) -}}
-{{- $messages = append $messages "autoscaling.keda.prometheus: the prometheus trigger needs serverAddress and query" -}}
-{{- end -}}
-{{- end -}}
+{{- if and $v.autoscaling.keda.enabled (not $v.autoscaling.keda.prometheus.serverAddress) -}}
+{{- $messages = append $messages "autoscaling.keda.prometheus.serverAddress: KEDA reads hermit_crawl_schedulable_requests from Prometheus: set the URL of a Prometheus that scrapes the workers (e.g. http://prometheus-operated.monitoring:9090; see metrics.serviceMonitor or metrics.podMonitor)" -}}
 {{- end -}}
 
 {{- /* Monitoring. */ -}}
