@@ -67,6 +67,11 @@ class Addon:
 
         settings.set_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", HostSignalsMiddleware, HOST_SIGNALS_ORDER)
         settings.set_in_component_priority_dict("EXTENSIONS", RobotsCrawlDelay, 0)
+        # scrapy-redis spiders (RedisSpider, RedisCrawlSpider) read their start URLs'
+        # key through Hermit's dedup and queue; other spiders are left alone.
+        from hermit.worker.redis_start_urls import RedisStartUrls
+
+        settings.set_in_component_priority_dict("EXTENSIONS", RedisStartUrls, 0)
         for name, value in DEFAULT_SETTINGS.items():
             settings.set(name, value, "default")
         # Scrapy creates the spider before it applies add-ons, so its name (the

@@ -228,7 +228,7 @@ class HermitScheduler(BaseScheduler):
         """
         assert self.outbox is not None
         try:
-            entry = encode_request(request, self.spider)
+            entry = encode_request(request, self.spider, codec=self.config.queue_codec)
         except UnserializableRequest as exc:
             self.stats.inc_value("hermit/requests/unserializable")
             logger.error("Dropped a request that can't be queued: %s", exc)
@@ -279,7 +279,7 @@ class HermitScheduler(BaseScheduler):
             return
         for lease in leases:
             try:
-                request = decode_request(lease.entry, self.spider, lease.priority)
+                request = decode_request(lease.entry, self.spider, lease.priority, codec=self.config.queue_codec)
             except UndecodableEntry as exc:
                 self._dead_letter(lease, str(exc))
                 continue

@@ -12,11 +12,13 @@ from hermit.crawl_status import read_crawl_status
 from hermit.keys import CrawlKeys
 from hermit.observability.collector_group import CollectorGroup
 from hermit.observability.crawl_metrics import CrawlStatusCollector, status_client
-from hermit.queue.redis_queue import QueuedRequest, RedisRequestQueue
+from hermit.queue.redis_queue import Ack, QueuedRequest, RedisRequestQueue
 
 
 def queued(n: int) -> list[QueuedRequest]:
-    return [QueuedRequest(f"u{i}".encode(), 0, hashlib.sha1(f"u{i}".encode()).digest()) for i in range(n)]
+    # Two hosts, so the host gauges have something to count.
+    return [QueuedRequest(f"u{i}".encode(), 0, hashlib.sha1(f"u{i}".encode()).digest(), f"h{i % 2}.example")
+            for i in range(n)]
 
 
 def collector_for(client: redis.Redis, worker: str, clock=lambda: 0.0) -> CrawlStatusCollector:
@@ -36,7 +38,7 @@ def test_crawl_wide_values_and_this_workers_leases(redis_client):
     mine.push_many(queued(4))  # duplicates
     mine.lease(3)
     leases = other.lease(2)
-    other.ack([leases[0].id])
+    other.ack([Ack(leases[0].id, leases[0].host, "429", retry_after_seconds=60)])
     other.dead_letter(leases[1], "test")
     redis_client.hincrby(keys.stats, "recycles_memory_budget", 2)
     redis_client.hincrby(keys.stats, "recycles_Not A Reason", 1)
@@ -58,6 +60,14 @@ def test_crawl_wide_values_and_this_workers_leases(redis_client):
     assert {reason for name, reason in values if name == "hermit_crawl_recycles_total"} == {
         "memory_budget", "hard_limit"}  # "Not A Reason" is no label value
     assert values[("hermit_crawl_bloom_fingerprints", "")] == 10
+    # 5 queued on two hosts: one backed off for a minute (its 429), the other ready.
+    assert values[("hermit_crawl_schedulable_requests", "")] == 5
+    assert values[("hermit_crawl_host_backoffs_total", "429")] == 1
+    assert values[("hermit_crawl_host_backoffs_total", "timeout")] == 0  # known reasons exist from the start
+    assert values[("hermit_crawl_hosts_backed_off", "")] == 1
+    hosts = {s.labels["state"]: s.value for family in collector_for(redis_client, "w1").collect()
+             if family.name == "hermit_crawl_hosts" for s in family.samples}
+    assert hosts == {"ready": 1, "waiting": 1, "paused": 0}
     assert 0 < values[("hermit_crawl_bloom_fill_ratio", "")] < 1
     assert values[("hermit_crawl_bloom_target_false_positive_ratio", "")] == pytest.approx(1e-4)
     assert values[("hermit_crawl_bloom_layers", "")] == 1

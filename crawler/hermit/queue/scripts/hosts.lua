@@ -28,6 +28,11 @@ local function hosts_settings(H, host)
   local cached = H.cache[host]
   if cached ~= nil then return cached end
   local value = {}
+  if H.no_settings == nil then H.no_settings = redis.call('HLEN', H.settings) == 0 end
+  if H.no_settings then
+    H.cache[host] = value
+    return value
+  end
   local raw = redis.call('HGET', H.settings, host)
   if raw then
     local ok, decoded = pcall(cjson.decode, raw)
@@ -47,8 +52,11 @@ end
 -- never below its robots.txt Crawl-delay.
 local function hosts_delay_ms(H, host, default_delay_ms)
   local delay = tonumber(hosts_settings(H, host).delay_ms) or default_delay_ms
-  local robots = tonumber(redis.call('HGET', H.robots, host) or '0')
-  if robots > delay then delay = robots end
+  if H.no_robots == nil then H.no_robots = redis.call('HLEN', H.robots) == 0 end
+  if not H.no_robots then
+    local robots = tonumber(redis.call('HGET', H.robots, host) or '0')
+    if robots > delay then delay = robots end
+  end
   return delay
 end
 

@@ -19,6 +19,7 @@ local claim = tonumber(ARGV[4])
 local default_delay = tonumber(ARGV[5])
 local default_concurrency = tonumber(ARGV[6])
 
+local no_backoff = redis.call('HLEN', KEYS[7]) == 0
 local picked = {}
 for i = 7, #ARGV, 3 do
   local k = 13 + (i - 7) / 3 * 2
@@ -31,80 +32,95 @@ for i = 7, #ARGV, 3 do
       if score == claim then redis.call('ZADD', H.ready, 'XX', now, host) end
       hosts_schedule(H, host, now, default_concurrency)
     else
-      local free = hosts_concurrency(H, host, default_concurrency)
-        - tonumber(redis.call('HGET', H.active, host) or '0')
+      local concurrency = hosts_concurrency(H, host, default_concurrency)
+      local active = tonumber(redis.call('HGET', H.active, host) or '0')
       local delay = hosts_delay_ms(H, host, default_delay)
-      if free <= 0 then
+      if active >= concurrency then
         hosts_unready(H, host, now)
       else
+        local free = concurrency - active
         picked[#picked + 1] = {host = host, priority = priority, priorities_key = KEYS[k],
           list_key = KEYS[k + 1], quota = (delay > 0) and 1 or free, delay = delay,
-          factor = tonumber(ARGV[i + 2]), taken = 0, emptied = false}
+          length = redis.call('LLEN', KEYS[k + 1]), active = active, concurrency = concurrency,
+          factor = tonumber(ARGV[i + 2]), taken = 0}
       end
     end
   end
 end
 
-local out = {}
+-- Hand out the batch one host at a time in turn, then pop each host's share at once.
+local remaining = wanted
 local progress = true
-while wanted > 0 and progress do
+while remaining > 0 and progress do
   progress = false
   for _, p in ipairs(picked) do
-    if wanted > 0 and p.quota > 0 and not p.emptied then
-      local entry = redis.call('LPOP', p.list_key)
-      if entry then
-        local id = hosts_int(redis.call('INCR', KEYS[12]))
-        redis.call('HSET', KEYS[11], id, p.priority .. ' ' .. p.host .. '\n' .. entry)
-        out[#out + 1] = id
-        out[#out + 1] = p.priority
-        out[#out + 1] = p.host
-        out[#out + 1] = entry
-        p.taken = p.taken + 1
-        p.quota = p.quota - 1
-        wanted = wanted - 1
-        progress = true
-      end
-      if not entry or redis.call('EXISTS', p.list_key) == 0 then
-        p.emptied = true
-      end
+    if remaining > 0 and p.taken < p.quota and p.taken < p.length then
+      p.taken = p.taken + 1
+      remaining = remaining - 1
+      progress = true
     end
   end
 end
-
-local leased = 0
+local total = wanted - remaining
+local out = {}
+local last_id = total > 0 and redis.call('INCRBY', KEYS[12], total) or 0
+local next_id = last_id - total
+local lease_values = {}
 for _, p in ipairs(picked) do
-  if p.emptied then
+  if p.taken > 0 then
+    local entries = redis.call('LPOP', p.list_key, p.taken)
+    for _, entry in ipairs(entries) do
+      next_id = next_id + 1
+      local id = hosts_int(next_id)
+      lease_values[#lease_values + 1] = id
+      lease_values[#lease_values + 1] = p.priority .. ' ' .. p.host .. '\n' .. entry
+      out[#out + 1] = id
+      out[#out + 1] = p.priority
+      out[#out + 1] = p.host
+      out[#out + 1] = entry
+    end
+  end
+end
+if #lease_values > 0 then redis.call('HSET', KEYS[11], unpack(lease_values)) end
+
+for _, p in ipairs(picked) do
+  local has_queue = true
+  if p.taken >= p.length then
+    -- That priority's list is empty now: the host's next priority, if any, is its top.
     redis.call('ZREM', p.priorities_key, p.priority)
     local next_top = redis.call('ZREVRANGE', p.priorities_key, 0, 0)
     if #next_top > 0 then
       redis.call('HSET', H.top, p.host, next_top[1])
     else
       redis.call('HDEL', H.top, p.host)
+      has_queue = false
     end
   end
   local at = now
   if p.taken > 0 then
-    leased = leased + p.taken
     redis.call('HINCRBY', H.active, p.host, p.taken)
     if p.delay > 0 then at = now + math.floor(p.delay * p.factor) end
   end
-  local backoff = redis.call('HGET', KEYS[7], p.host)
-  if backoff then
-    local ok, state = pcall(cjson.decode, backoff)
-    if ok and type(state) == 'table' and tonumber(state['until']) and tonumber(state['until']) > at then
-      at = tonumber(state['until'])
+  if not no_backoff then
+    local backoff = redis.call('HGET', KEYS[7], p.host)
+    if backoff then
+      local ok, state = pcall(cjson.decode, backoff)
+      if ok and type(state) == 'table' and tonumber(state['until']) and tonumber(state['until']) > at then
+        at = tonumber(state['until'])
+      end
     end
   end
-  -- The host's new place: at its next-fetch time, or out of ready until an ack
-  -- frees a slot or new requests arrive.
-  redis.call('ZADD', H.ready, 'XX', at, p.host)
-  hosts_schedule(H, p.host, now, default_concurrency)
-  if redis.call('ZSCORE', H.ready, p.host) == false and at > now then
-    redis.call('ZADD', H.waits, 'GT', at, p.host)
+  -- The host's new place: at its next-fetch time, or out of ready (remembering that
+  -- time) until an ack frees a slot or new requests arrive.
+  if has_queue and p.active + p.taken < p.concurrency then
+    redis.call('ZADD', H.ready, 'XX', at, p.host)
+  else
+    redis.call('ZREM', H.ready, p.host)
+    if at > now then redis.call('ZADD', H.waits, 'GT', at, p.host) end
   end
 end
-if leased > 0 then
-  redis.call('DECRBY', H.queued, leased)
-  redis.call('HINCRBY', H.stats, 'leased', leased)
+if total > 0 then
+  redis.call('DECRBY', H.queued, total)
+  redis.call('HINCRBY', H.stats, 'leased', total)
 end
 return out

@@ -16,15 +16,20 @@ end
 local claim = now + tonumber(ARGV[2]) + 0.5
 local hosts = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local out = {string.format('%.1f', claim), -1}
-for _, host in ipairs(hosts) do
-  local top = redis.call('HGET', KEYS[3], host)
-  if top then
-    redis.call('ZADD', KEYS[1], 'XX', claim, host)
-    out[#out + 1] = host
-    out[#out + 1] = top
-  else
-    redis.call('ZREM', KEYS[1], host)  -- nothing queued: not ready
+if #hosts > 0 then
+  local tops = redis.call('HMGET', KEYS[3], unpack(hosts))
+  local claims = {}
+  for i, host in ipairs(hosts) do
+    if tops[i] then
+      claims[#claims + 1] = claim
+      claims[#claims + 1] = host
+      out[#out + 1] = host
+      out[#out + 1] = tops[i]
+    else
+      redis.call('ZREM', KEYS[1], host)  -- nothing queued: not ready
+    end
   end
+  if #claims > 0 then redis.call('ZADD', KEYS[1], 'XX', unpack(claims)) end
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #first > 0 then
