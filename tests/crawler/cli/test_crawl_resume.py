@@ -165,3 +165,18 @@ def test_fresh_starts_over(tmp_path, hermit_process, hermit_cli, demo_items, ite
     items = demo_items(tmp_path / "items.jsonl", PAGES)
     # A new crawl from the start: every page once, none kept from the first run.
     assert not items.lost and not items.unexpected and items.duplicates == 0
+
+
+def test_demo_site_killed_mid_crawl_is_served_again_and_no_page_is_lost(
+    tmp_path, hermit_process, demo_items, items_written, wait_for, record_property,
+):
+    proc = hermit_process(*crawl_args(), cwd=tmp_path)
+    wait_for(lambda: items_written(tmp_path / "state") >= 150, "the first items in the file")
+    [site] = [child for child in psutil.Process(proc.pid).children()
+              if "hermit.demo.site" in " ".join(child.cmdline())]
+    site.kill()
+    assert proc.wait(timeout=300) == 0, proc.output()[-3000:]
+    assert "demo site died; starting it again" in proc.output()
+    items = demo_items(tmp_path / "items.jsonl", PAGES)
+    assert not items.lost and not items.unexpected
+    record_property("duplicates_after_demo_site_sigkill", items.duplicates)
