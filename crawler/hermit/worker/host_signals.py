@@ -1,10 +1,12 @@
 """What servers say about their hosts, told to the whole fleet.
 
-``HostSignalsMiddleware`` (a downloader middleware the add-on turns on) notes, for
-each download of a leased request, what it says about its host: 429 and 503
-(with ``Retry-After`` when given), timeouts and connection errors back the host
-off for every worker; any other answer ends a backoff. The scheduler sends the
-note with the request's ack, in the same write.
+``HostSignalsMiddleware`` (a downloader middleware the add-on turns on) tells the
+scheduler when the download of a leased request ends, which frees its host's slot
+for the whole fleet at once (Scrapy counts a host's concurrency by downloads in
+flight, not by callbacks), and what it says about its host: 429 and 503 (with
+``Retry-After`` when given), timeouts and connection errors back the host off for
+every worker; any other answer ends a backoff. Without it a slot is freed at the
+request's ack.
 
 ``RobotsCrawlDelay`` (an extension, with ``ROBOTSTXT_OBEY``) reads the
 ``Crawl-delay`` of each robots.txt the worker downloads and records it for the
@@ -97,8 +99,8 @@ class HostSignalsMiddleware:
     def _note(self, request: Request, outcome: str, retry_after: float = 0.0) -> None:
         scheduler = scheduler_for(self.crawler)
         if scheduler is not None:
-            scheduler.note_outcome(request, outcome, retry_after)
-        if outcome != "ok" and self.crawler.stats is not None:
+            scheduler.download_finished(request, outcome, retry_after)
+        if outcome not in ("ok", "") and self.crawler.stats is not None:
             self.crawler.stats.inc_value(f"hermit/hosts/backoff/{outcome}")
 
     def process_response(self, request: Request, response: Response, spider: Spider | None = None) -> Response:
@@ -113,9 +115,8 @@ class HostSignalsMiddleware:
         return response
 
     def process_exception(self, request: Request, exception: Exception, spider: Spider | None = None) -> None:
-        reason = error_reason(exception)
-        if reason is not None:
-            self._note(request, reason)
+        # Any error ends the download (its slot comes free); only some say the host struggles.
+        self._note(request, error_reason(exception) or "")
         return None
 
 

@@ -1,4 +1,4 @@
-"""A worker's ordered buffer of writes to Redis: new requests, items, then acks.
+"""A worker's ordered buffer of writes to Redis: new requests, items, finished downloads, then acks.
 
 Scrapy hands the scheduler one request at a time and the item sink one item at a
 time; sending each alone would cost a round trip apiece. The outbox collects them
@@ -57,6 +57,7 @@ class Outbox:
         self._push_context: list[Any] = []
         self._items: list[bytes] = []
         self._acks: list[Ack] = []
+        self._downloads: list[Ack] = []
         self._next_batch_number = 0
         self._unconfirmed: _Batch | None = None
         self._flush_scheduled = False
@@ -66,7 +67,7 @@ class Outbox:
     def pending(self) -> int:
         """Writes not yet confirmed by Redis."""
         unconfirmed = self._unconfirmed.size if self._unconfirmed is not None else 0
-        return len(self._pushes) + len(self._items) + len(self._acks) + unconfirmed
+        return len(self._pushes) + len(self._items) + len(self._downloads) + len(self._acks) + unconfirmed
 
     def push(self, queued: QueuedRequest, context: Any = None) -> None:
         self._pushes.append(queued)
@@ -75,6 +76,11 @@ class Outbox:
 
     def add_item(self, item_json: bytes) -> None:
         self._items.append(item_json)
+        self._written()
+
+    def downloaded(self, download: Ack) -> None:
+        """A leased request's download ended: free its host's slot (written before any ack)."""
+        self._downloads.append(download)
         self._written()
 
     def ack(self, ack: Ack) -> None:
@@ -115,9 +121,10 @@ class Outbox:
         return True
 
     def _take_batch(self) -> _Batch:
-        batch = _Batch(self._next_batch_number, self._pushes, self._push_context, self._items, self._acks)
+        batch = _Batch(self._next_batch_number, self._pushes, self._push_context, self._items, self._acks,
+                       self._downloads)
         self._next_batch_number += 1
-        self._pushes, self._push_context, self._items, self._acks = [], [], [], []
+        self._pushes, self._push_context, self._items, self._acks, self._downloads = [], [], [], [], []
         return batch
 
     def _send(self, batch: _Batch) -> bool:
@@ -125,6 +132,7 @@ class Outbox:
         if batch.pushes:
             self.queue.push_many(batch.pushes, client=pipe)
         self.queue.add_items(batch.items, batch.number, client=pipe)
+        self.queue.downloaded(batch.downloads, client=pipe)
         self.queue.ack(batch.acks, client=pipe)
         try:
             results = pipe.execute()
@@ -152,7 +160,8 @@ class _Batch:
     contexts: list[Any]
     items: list[bytes]
     acks: list[Ack]
+    downloads: list[Ack]
 
     @property
     def size(self) -> int:
-        return len(self.pushes) + len(self.items) + len(self.acks)
+        return len(self.pushes) + len(self.items) + len(self.acks) + len(self.downloads)

@@ -96,8 +96,8 @@ class HermitScheduler(BaseScheduler):
         self.outbox: Outbox | None = None
         self._prefetched: deque[tuple[Lease, Request]] = deque()
         self._in_progress: dict[Request, Lease] = {}
-        # What downloads said about their hosts (HostSignals), sent with their acks.
-        self._outcomes: dict[Request, tuple[str, float]] = {}
+        # Requests whose download ended: their host's slot is already freed.
+        self._downloaded: set[Request] = set()
         self._wake_call: Any = None
         self._next_poll = 0.0
         self._next_heartbeat = 0.0
@@ -200,7 +200,7 @@ class HermitScheduler(BaseScheduler):
             )
         self._prefetched.clear()
         self._in_progress.clear()
-        self._outcomes.clear()
+        self._downloaded.clear()
         _OPEN_SCHEDULERS.pop(self.crawler, None)
         self.client.close()
 
@@ -315,11 +315,17 @@ class HermitScheduler(BaseScheduler):
         if not engine_hooks.is_closing(self.crawler):
             engine_hooks.wake_engine(self.crawler)
 
-    def note_outcome(self, request: Request, outcome: str, retry_after_seconds: float = 0.0) -> None:
-        """Record what a download of *request* said about its host (``"ok"``, or a
-        backoff reason); it is sent to Redis with the request's ack."""
-        if request in self._in_progress:
-            self._outcomes[request] = (outcome, retry_after_seconds)
+    def download_finished(self, request: Request, outcome: str, retry_after_seconds: float = 0.0) -> None:
+        """The download of leased *request* ended, saying *outcome* about its host
+        (``"ok"``, a backoff reason, or ``""``): free the host's slot for the fleet now,
+        as Scrapy's downloader does, and apply the outcome. The lease stays until the
+        request is fully processed."""
+        lease = self._in_progress.get(request)
+        if lease is None or request in self._downloaded or self.outbox is None:
+            return
+        self._downloaded.add(request)
+        self.outbox.downloaded(Ack(lease.id, lease.host, outcome, retry_after_seconds))
+        self._next_poll = 0.0  # a slot came free: maybe ours to take
 
     def _return_stale_leases(self) -> None:
         """Return leases Redis says this worker holds while it holds none.
@@ -376,10 +382,13 @@ class HermitScheduler(BaseScheduler):
 
     def _request_finished(self, request: Request) -> None:
         lease = self._in_progress.pop(request, None)
-        outcome, retry_after = self._outcomes.pop(request, ("", 0.0))
+        self._downloaded.discard(request)
         if lease is not None and self.outbox is not None:
-            self.outbox.ack(Ack(lease.id, lease.host, outcome, retry_after))
+            self.outbox.ack(Ack(lease.id, lease.host))
             self.stats.inc_value("hermit/leases/acked")
+            # The ack frees a slot of its host: lease again at once rather than after
+            # the idle poll (on a busy host, the worker that frees a slot takes it).
+            self._next_poll = 0.0
 
     def _heartbeat(self) -> None:
         assert self.queue is not None

@@ -189,3 +189,30 @@ def test_politeness_key_is_the_download_slot():
     assert politeness_key(Request("http://a.example/", meta={"download_slot": "shared"})) == "shared"
     assert clean_key("bad\nslot") == "bad slot"
     assert len(clean_key("x" * 1000)) == 253
+
+
+def test_a_finished_download_frees_its_hosts_slot_and_the_lease_stays_until_its_ack(redis_client):
+    a, b = queue(redis_client, "a", concurrency=2), queue(redis_client, "b", concurrency=2)
+    push(a, "one.example", 6)
+    held = a.lease(5)
+    assert len(held) == 2 and b.lease(5) == []
+    a.downloaded([Ack(lease.id, lease.host, "ok") for lease in held])
+    # The slots are free for the fleet while the responses are still being processed ...
+    assert len(b.lease(5)) == 2
+    assert read_status(redis_client, KEYS).leased == 4
+    # ... and the acks don't free them a second time.
+    a.ack(acks(held))
+    assert redis_client.hget(KEYS.host_active, "one.example") == b"2"
+    assert read_status(redis_client, KEYS).leased == 2
+
+
+def test_a_dead_workers_downloaded_leases_return_without_freeing_slots_twice(redis_client):
+    dead, alive = queue(redis_client, "dead", concurrency=3), queue(redis_client, "alive", concurrency=3)
+    push(dead, "one.example", 3)
+    held = dead.lease(3)
+    dead.downloaded([Ack(held[0].id, held[0].host)])  # one download ended, two in flight
+    assert redis_client.hget(KEYS.host_active, "one.example") == b"2"
+    time.sleep(0.6)
+    assert alive.heartbeat() == (1, 3)
+    assert not redis_client.hexists(KEYS.host_active, "one.example")
+    assert len(alive.lease(5)) == 3  # all three back, and the host's three slots free

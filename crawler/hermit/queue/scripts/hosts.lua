@@ -109,10 +109,62 @@ local function hosts_release(H, host, count)
   if left <= 0 then redis.call('HDEL', H.active, host) end
 end
 
+-- What a download said about its host: 'ok' ends a backoff; a reason ('429', '503',
+-- 'timeout', 'connection') backs the host off for every worker, from `base` ms doubling
+-- up to `longest` ms, or for its Retry-After (`retry_after` ms, capped) if longer.
+-- Answers to requests sent before a backoff began don't lengthen it.
+-- Needs H.backoff, H.backoff_until, H.stats, H.ready, H.waits.
+local function hosts_outcome(H, host, outcome, retry_after, now, base, longest)
+  if outcome == 'ok' then
+    if redis.call('HDEL', H.backoff, host) == 1 then
+      redis.call('ZREM', H.backoff_until, host)
+      redis.call('HINCRBY', H.stats, 'backoff_recovered', 1)
+    end
+    return
+  end
+  if outcome == '' then return end
+  local state = {level = 0, ['until'] = 0}
+  local raw = redis.call('HGET', H.backoff, host)
+  if raw then
+    local ok, decoded = pcall(cjson.decode, raw)
+    if ok and type(decoded) == 'table' then state = decoded end
+  end
+  local level = tonumber(state.level) or 0
+  local until_ms = tonumber(state['until']) or 0
+  if until_ms <= now then
+    level = level + 1
+    local wait = base * math.pow(2, level - 1)
+    if wait > longest then wait = longest end
+    until_ms = now + wait
+  end
+  retry_after = tonumber(retry_after) or 0
+  if retry_after > 0 then
+    if retry_after > longest then retry_after = longest end
+    if now + retry_after > until_ms then until_ms = now + retry_after end
+  end
+  until_ms = math.floor(until_ms)
+  redis.call('HSET', H.backoff, host, cjson.encode({level = level, ['until'] = until_ms, reason = outcome}))
+  redis.call('ZADD', H.backoff_until, until_ms, host)
+  redis.call('HINCRBY', H.stats, 'backoff:' .. outcome, 1)
+  if redis.call('ZSCORE', H.ready, host) then
+    redis.call('ZADD', H.ready, 'XX', 'GT', until_ms, host)
+  else
+    redis.call('ZADD', H.waits, 'GT', until_ms, host)
+  end
+end
+
+-- A lease value whose download is over starts with '~': its host's slot was freed
+-- then (as Scrapy counts a slot's concurrency by downloads), not at its ack.
+local function hosts_slot_freed(value)
+  return string.byte(value, 1) == 126
+end
+
 -- Put one lease value ('<priority> <host>\n<entry>') back at the head of its host's
 -- queue (list_key, priorities_key: that host's keys). Returns the host, or nil for a
 -- value no lease script wrote (kept in the dead letters rather than dropped).
 local function hosts_requeue_value(H, value, list_key, priorities_key)
+  local freed = hosts_slot_freed(value)
+  if freed then value = string.sub(value, 2) end
   local space = string.find(value, ' ', 1, true)
   local newline = space and string.find(value, '\n', space + 1, true)
   if not newline then
@@ -126,6 +178,6 @@ local function hosts_requeue_value(H, value, list_key, priorities_key)
   redis.call('ZADD', priorities_key, tonumber(priority), priority)
   hosts_queued(H, host, priority)
   redis.call('INCR', H.queued)
-  hosts_release(H, host, 1)
+  if not freed then hosts_release(H, host, 1) end
   return host
 end
