@@ -29,8 +29,10 @@ Two site shapes, each crawled by every crawler:
 - ``few hosts``: 4 hosts x 60 pages, a cap of 16 pages/s: politeness binds, and the
   question is whether a crawler reaches the cap without exceeding it.
 
-Every run gets a fresh site process with its own request log and a flushed Redis;
-rounds are interleaved (the order reversed every other round), medians reported.
+Every run gets a fresh site process with its own request log and a flushed Redis.
+One round by default (scrapy-redis with one worker alone takes ~4 minutes of the
+many-hosts shape); with ``--rounds N`` rounds are interleaved (the order reversed every
+other round) and medians reported.
 Measured per run:
 
 - Pages/s, from the site's log (one clock): distinct pages answered 200 / (last
@@ -52,7 +54,7 @@ Measured per run:
 
 Writes ``bench/results/many_hosts.json`` and prints a table and the ratios. Run:
 
-    .venv/bin/python bench/bench_many_hosts.py            # 300x20 and 4x60 pages, 2 rounds, ~12 minutes on 2 cores
+    .venv/bin/python bench/bench_many_hosts.py            # 300x20 and 4x60 pages, 1 round, ~12 minutes on 2 cores
     .venv/bin/python bench/bench_many_hosts.py --quick --out /tmp/many_hosts.json   # 60x10 and 2x30, 1 round
 """
 
@@ -91,7 +93,7 @@ CONCURRENCY = 16  # CONCURRENT_REQUESTS
 HERMIT_IDLE_CLOSE_SECONDS = 0.5
 SCRAPY_REDIS_IDLE_CLOSE_SECONDS = 2.0
 IDLE_POLL_SECONDS = 0.2
-RUN_TIMEOUT_SECONDS = 300.0
+RUN_TIMEOUT_SECONDS = 600.0
 WINDOWS = (1.0, 2.0)  # seconds: per-host rates are counted in every window of these lengths
 JITTER_ALLOWED = 1  # requests over the limit in one window still counted as held (log-time jitter)
 
@@ -421,10 +423,23 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                           f" exit codes {run['exit_codes']}{', timed out' if run['timed_out'] else ''}")
 
 
+def code_state() -> dict[str, Any]:
+    """The commit measured, and the files that differed from it (the checkout may be shared)."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True,
+                                  timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"commit": git("rev-parse", "HEAD").strip(),
+            "modified": [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="60x10 and 2x30 pages, 1 round")
-    parser.add_argument("--rounds", type=int, help="rounds of every crawler on every shape (default 2; --quick 1)")
+    parser.add_argument("--quick", action="store_true", help="60x10 and 2x30 pages")
+    parser.add_argument("--rounds", type=int, help="rounds of every crawler on every shape (default 1)")
     parser.add_argument("--only", help="comma-separated crawlers to run (of: " + ", ".join(v.key for v in VARIANTS) + ")")
     parser.add_argument("--shapes", default="many,few", help="comma-separated shapes to run (of: many, few)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -432,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="on a shared machine: before each run, wait up to SECONDS for 5 s of idle CPUs")
     args = parser.parse_args(argv)
-    rounds = args.rounds or (1 if args.quick else 2)
+    rounds = args.rounds or 1
     shapes = tuple(s for s in (QUICK_SHAPES if args.quick else SHAPES) if s.key in args.shapes.split(","))
     variants = VARIANTS
     if args.only:
@@ -477,6 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "redis_server": server_name,
         "machine": machine_info(memory_mib=memory_mib()),
         "versions": {name: version(name) for name in ("hermit-crawler", "scrapy", "scrapy-redis", "twisted", "redis")},
+        "code": code_state(),
         "params": {
             "quick": args.quick, "rounds": rounds, "crawlers": [v.key for v in variants],
             "shapes": [{"key": s.key, "hosts": s.hosts, "pages": s.pages, "polite_cap": s.polite_cap} for s in shapes],
