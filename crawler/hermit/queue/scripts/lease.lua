@@ -66,10 +66,18 @@ local out = {}
 local last_id = total > 0 and redis.call('INCRBY', KEYS[12], total) or 0
 local next_id = last_id - total
 local lease_values = {}
-for _, p in ipairs(picked) do
-  if p.taken > 0 then
-    local entries = redis.call('LPOP', p.list_key, p.taken)
-    for _, entry in ipairs(entries) do
+local popped = {}
+for n, p in ipairs(picked) do
+  if p.taken > 0 then popped[n] = redis.call('LPOP', p.list_key, p.taken) end
+end
+-- Hand the requests out in the same turns as they were shared (one host after the
+-- other), so a worker starts them in that order too.
+for turn = 1, wanted do
+  local any = false
+  for n, p in ipairs(picked) do
+    local entry = popped[n] and popped[n][turn]
+    if entry then
+      any = true
       next_id = next_id + 1
       local id = hosts_int(next_id)
       lease_values[#lease_values + 1] = id
@@ -80,6 +88,7 @@ for _, p in ipairs(picked) do
       out[#out + 1] = entry
     end
   end
+  if not any then break end
 end
 if #lease_values > 0 then redis.call('HSET', KEYS[11], unpack(lease_values)) end
 
