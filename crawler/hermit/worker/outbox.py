@@ -69,6 +69,12 @@ class Outbox:
         unconfirmed = self._unconfirmed.size if self._unconfirmed is not None else 0
         return len(self._pushes) + len(self._items) + len(self._downloads) + len(self._acks) + unconfirmed
 
+    @property
+    def pending_pushes(self) -> int:
+        """Requests pushed and not yet confirmed by Redis."""
+        unconfirmed = len(self._unconfirmed.pushes) if self._unconfirmed is not None else 0
+        return len(self._pushes) + unconfirmed
+
     def push(self, queued: QueuedRequest, context: Any = None) -> None:
         self._pushes.append(queued)
         self._push_context.append(context)

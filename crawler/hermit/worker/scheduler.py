@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from scrapy import signals
 from scrapy.core.scheduler import BaseScheduler
+from scrapy.exceptions import DontCloseSpider
 from twisted.internet.task import LoopingCall
 
 from hermit.keys import CrawlKeys
@@ -102,7 +103,8 @@ class HermitScheduler(BaseScheduler):
         self._next_poll = 0.0
         self._next_heartbeat = 0.0
         self._done_since: float | None = None
-        self._done_checked = 0.0
+        self._done_checked = -1e9
+        self._crawl_has_work = True
         self._ticker: LoopingCall | None = None
         self._returned_on_close = False
         self._closed = False
@@ -157,6 +159,7 @@ class HermitScheduler(BaseScheduler):
         _OPEN_SCHEDULERS[self.crawler] = self
         engine_hooks.check_supported(self.crawler)
         engine_hooks.on_request_finished(self.crawler, self._request_finished)
+        self.crawler.signals.connect(self._spider_idle, signal=signals.spider_idle)
         if not self.crawler.settings.getbool("AUTOTHROTTLE_ENABLED"):
             engine_hooks.leave_delays_to_the_fleet(self.crawler)
         self._heartbeat()
@@ -214,11 +217,19 @@ class HermitScheduler(BaseScheduler):
             logger.warning("Could not count %s in Redis: %s", counter, exc)
 
     def has_pending_requests(self) -> bool:
+        """True while this worker holds requests the engine has not taken yet (prefetched,
+        or produced and not yet written to Redis), or the crawl has requests queued or
+        leased by other workers (which may produce more work). This worker's own
+        requests in progress don't count: the engine waits for those itself.
+
+        Whether an idle worker then closes is decided on ``spider_idle``: only once the
+        whole crawl has had nothing queued or leased for ``HERMIT_IDLE_CLOSE_SECONDS``
+        (never when it is 0: a long-running worker waits for new seeds).
+        """
         if self._prefetched or (self.outbox is not None and self.outbox.pending):
             return True
-        if self.config.idle_close_seconds <= 0:
-            return True  # a long-running worker waits for new seeds
-        return not self._crawl_done_long_enough()
+        self._read_crawl_state()
+        return self._crawl_has_work
 
     def enqueue_request(self, request: Request) -> bool:
         """Accept *request* for the shared queue; return False if it can't be queued.
@@ -250,7 +261,17 @@ class HermitScheduler(BaseScheduler):
         return request
 
     def __len__(self) -> int:
-        return len(self._prefetched)
+        """Requests that have not started: the crawl's queue (shared by every worker, read
+        from Redis; left out while Redis can't be read), plus what this worker holds
+        (prefetched, or pushed and not yet written to Redis)."""
+        own = len(self._prefetched) + (self.outbox.pending_pushes if self.outbox is not None else 0)
+        queued = 0
+        if self.client is not None and self.health.available():
+            try:
+                queued = max(0, int(self.client.get(self.keys.queued_count) or 0))
+            except redis.RedisError as exc:
+                self.health.failed(exc, "reading the queue's length")
+        return own + queued
 
     # internals ---------------------------------------------------------------
 
@@ -277,6 +298,7 @@ class HermitScheduler(BaseScheduler):
         if not leases:
             self._wait_for_next_host(now)
             return
+        self._done_checked = -1e9  # the crawl's queue changed: has_pending_requests() reads it afresh
         for lease in leases:
             try:
                 request = decode_request(lease.entry, self.spider, lease.priority, codec=self.config.queue_codec)
@@ -371,6 +393,7 @@ class HermitScheduler(BaseScheduler):
                 )
         if 1 in results:
             self._next_poll = 0.0  # there is work now, maybe for us
+            self._done_checked = -1e9
 
     def _log_duplicate(self, request: Request) -> None:
         if self._log_every_duplicate:
@@ -427,21 +450,37 @@ class HermitScheduler(BaseScheduler):
         self.stats.inc_value("hermit/leases/returned", returned)
         logger.info("Stopping: returned %d unstarted requests to the queue", returned)
 
-    def _crawl_done_long_enough(self) -> bool:
+    def _read_crawl_state(self) -> None:
+        """Read whether the crawl has work and since when it is done (at most once per idle poll)."""
         now = time.monotonic()
-        if now - self._done_checked >= self.config.idle_poll_seconds:
-            self._done_checked = now
-            done = False
-            if self.health.available():
-                try:
-                    done = read_status(self.client, self.keys).done
-                except redis.RedisError as exc:
-                    self.health.failed(exc, "reading the queue status")
-            if not done:
-                self._done_since = None
-            elif self._done_since is None:
-                self._done_since = now
+        if now - self._done_checked < self.config.idle_poll_seconds:
+            return
+        self._done_checked = now
+        done, has_work = False, True  # while Redis can't be read: neither idle nor done
+        if self.health.available():
+            try:
+                status = read_status(self.client, self.keys)
+            except redis.RedisError as exc:
+                self.health.failed(exc, "reading the queue status")
+            else:
+                done = status.done
+                others = status.leased - status.leased_by_worker.get(self.config.worker_id, 0)
+                has_work = status.queued > 0 or others > 0
+        self._crawl_has_work = has_work
+        if not done:
+            self._done_since = None
+        elif self._done_since is None:
+            self._done_since = now
+
+    def _crawl_done_long_enough(self) -> bool:
+        self._read_crawl_state()
+        now = time.monotonic()
         return self._done_since is not None and now - self._done_since >= self.config.idle_close_seconds
+
+    def _spider_idle(self, spider: Spider) -> None:
+        """Keep an idle worker open until the whole crawl is done long enough."""
+        if self.config.idle_close_seconds <= 0 or not self._crawl_done_long_enough():
+            raise DontCloseSpider
 
     def _flush_before_exit(self) -> bool:
         assert self.outbox is not None

@@ -216,3 +216,14 @@ def test_a_dead_workers_downloaded_leases_return_without_freeing_slots_twice(red
     assert alive.heartbeat() == (1, 3)
     assert not redis_client.hexists(KEYS.host_active, "one.example")
     assert len(alive.lease(5)) == 3  # all three back, and the host's three slots free
+
+
+def test_hosts_take_turns_even_within_one_millisecond(redis_client):
+    # Leases one at a time, as a downloader with one free slot asks: every host once
+    # before any host twice, however fast the leases come (ties in Redis' time).
+    for _ in range(50):
+        redis_client.flushall()
+        q = queue(redis_client)
+        q.push_many([QueuedRequest(f"{h}{i}".encode(), 0, None, h) for h in "abc" for i in range(2)])
+        order = [q.lease(1)[0].host for _ in range(6)]
+        assert sorted(order[:3]) == ["a", "b", "c"] and sorted(order[3:]) == ["a", "b", "c"], order

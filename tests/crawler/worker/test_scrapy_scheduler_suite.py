@@ -10,9 +10,8 @@ Each applicable Scrapy test class is subclassed with Scrapy's own extension poin
 ``create_scheduler(jobdir)``, returning a HermitScheduler built on Scrapy's mock
 crawler plus the least Hermit needs that the mock lacks (its settings, a request
 fingerprinter, the engine slot its hooks attach to, the downloader's ``active``
-set). Tests that can't apply are skipped, or expected to fail where Hermit's
-documented semantics differ, each with its reason; docs/scrapy-compatibility.md
-lists them.
+set). Tests that can't apply are skipped, each with its reason;
+docs/scrapy-compatibility.md lists them.
 """
 
 from __future__ import annotations
@@ -186,65 +185,29 @@ class OnHermit:
         return open_hermit_scheduler(self.redis_url, self.crawl, jobdir)
 
 
-# Where Hermit differs from Scrapy's in-memory scheduler by design, the test still
-# runs and must fail on the assertion named (strict: if it passes, Hermit changed).
-PENDING_WHILE_LEASED = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="has_pending_requests() stays True while this worker holds leases of requests the engine "
-           "has not finished (nothing acked them), so the test's `while has_pending_requests(): "
-           "assert next_request() is not None` loop gets None after the last request",
-)
-LEN_IS_PREFETCH = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="a fresh worker on an empty crawl reports pending requests until the crawl has been empty "
-           "for HERMIT_IDLE_CLOSE_SECONDS (the test's first `assert not has_pending_requests()`); "
-           "len() also counts only the worker's prefetched requests, not the crawl's queue",
-)
-
-
-class ScrapySchedulerTests(OnHermit):
-    @LEN_IS_PREFETCH
-    async def test_length(self, jobdir):
-        await super().test_length(jobdir)
-
-    @PENDING_WHILE_LEASED
-    async def test_dequeue(self, jobdir):
-        await super().test_dequeue(jobdir)
-
-    @PENDING_WHILE_LEASED
-    async def test_dequeue_priorities(self, jobdir):
-        await super().test_dequeue_priorities(jobdir)
-
-
 @pytest.mark.asyncio
-class TestSchedulerInMemory(ScrapySchedulerTests, ts.TestSchedulerInMemoryBase):
+class TestSchedulerInMemory(OnHermit, ts.TestSchedulerInMemoryBase):
     priority_queue_cls = "hermit.worker.scheduler.HermitScheduler"
 
 
 @pytest.mark.asyncio
-class TestSchedulerReopened(ScrapySchedulerTests, ts.TestSchedulerInMemoryBase):
+class TestSchedulerReopened(OnHermit, ts.TestSchedulerInMemoryBase):
     """Scrapy's on-disk variant (``reopen``): the requests outlive the scheduler that queued them."""
 
     priority_queue_cls = "hermit.worker.scheduler.HermitScheduler"
     reopen = True
 
 
-class DownloaderAwareTests(ScrapySchedulerTests):
-    @PENDING_WHILE_LEASED
-    async def test_logic(self, jobdir):
-        await super().test_logic(jobdir)
-
-
 @pytest.mark.asyncio
 class TestSchedulerWithDownloaderAwareInMemory(
-    DownloaderAwareTests, ts.DownloaderAwareSchedulerTestMixin, ts.TestSchedulerInMemoryBase
+    OnHermit, ts.DownloaderAwareSchedulerTestMixin, ts.TestSchedulerInMemoryBase
 ):
     pass
 
 
 @pytest.mark.asyncio
 class TestSchedulerWithDownloaderAwareReopened(
-    DownloaderAwareTests, ts.DownloaderAwareSchedulerTestMixin, ts.TestSchedulerInMemoryBase
+    OnHermit, ts.DownloaderAwareSchedulerTestMixin, ts.TestSchedulerInMemoryBase
 ):
     reopen = True
 

@@ -26,7 +26,7 @@ for i = 7, #ARGV, 3 do
   local host, priority = ARGV[i], ARGV[i + 1]
   local score = redis.call('ZSCORE', H.ready, host)
   score = score and tonumber(score)
-  if score and (score == claim or score <= now) then
+  if score and (score == claim or score <= now + 0.25) then
     if redis.call('HGET', H.top, host) ~= priority or hosts_paused(H, host) then
       -- Its queue changed since it was picked (or it was paused): look again later.
       if score == claim then redis.call('ZADD', H.ready, 'XX', now, host) end
@@ -108,7 +108,14 @@ for _, p in ipairs(picked) do
   local at = now
   if p.taken > 0 then
     redis.call('HINCRBY', H.active, p.host, p.taken)
-    if p.delay > 0 then at = now + math.floor(p.delay * p.factor) end
+    if p.delay > 0 then
+      at = now + math.floor(p.delay * p.factor)
+    else
+      -- A quarter of a millisecond puts it behind every host already waiting at `now`
+      -- (ties would go by name), so hosts take turns even within one millisecond;
+      -- pick.lua still counts it as ready.
+      at = now + 0.25
+    end
   end
   if not no_backoff then
     local backoff = redis.call('HGET', KEYS[7], p.host)

@@ -14,7 +14,9 @@ if #forgotten > 0 then
 end
 -- Half a millisecond tells a claim from any next-fetch time (whole milliseconds).
 local claim = now + tonumber(ARGV[2]) + 0.5
-local hosts = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+-- A host leased in this very millisecond waits at now + 0.25 (lease.lua): still ready,
+-- but after those that waited longer.
+local hosts = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now + 0.25, 'LIMIT', 0, tonumber(ARGV[1]))
 local out = {string.format('%.1f', claim), -1}
 if #hosts > 0 then
   local tops = redis.call('HMGET', KEYS[3], unpack(hosts))
