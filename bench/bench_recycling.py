@@ -12,7 +12,11 @@ demo site (its own process on 127.0.0.1, a fresh one per crawl; ``slow_seconds=0
    no recycling.
 4. ``demo, rolling``: the same crawl; once 20% of the pages are done, ``on_refresh``
    recycles worker 0, 1 and 2 one after another (``pool.recycle(i, "rolling", None)``),
-   each only once the previous one's replacement has leased a request.
+   each only once the previous one's replacement has leased a request. The pool's
+   warm spare is on (the default): each replacement starts as its predecessor is
+   told to drain.
+5. ``demo, rolling, no spare``: the same rolling recycle with the warm spare off
+   (``warm_spare=False``): each replacement starts only once its predecessor exited.
 
 Measured:
 
@@ -226,6 +230,10 @@ class Watcher(threading.Thread):
             life, _ = known
             if draining_since is not None and life.decided is None:
                 life.decided = draining_since + self.mono_to_wall
+        for old in list(pool.retiring):  # replaced by a warm spare, draining beside it
+            known = self._by_pid.get(old.process.pid)
+            if known is not None and known[0].decided is None:
+                known[0].decided = old.draining_since + self.mono_to_wall
         pipe = self.client.pipeline(transaction=False)
         waiting = []
         for life, handle in self._by_pid.values():
@@ -357,7 +365,7 @@ def run_crawl(
     name: str, *, spider: str, pages: int, server: EmbeddedRedis, log_root: Path,
     cwd: Path, budget_bytes: int | None = None,
     on_refresh: Callable[[Any, WorkerPool, Any, dict[int, int], Watcher], None] | None = None,
-    console: Console, wait_quiet: float = 0.0,
+    console: Console, wait_quiet: float = 0.0, warm_spare: bool = True,
 ) -> CrawlRun:
     waited = wait_for_quiet(wait_quiet) if wait_quiet > 0 else None
     if waited is not None and not waited["quiet"]:
@@ -374,7 +382,8 @@ def run_crawl(
     machine_before, own_before, started = machine_busy_seconds(), own_cpu_seconds(), time.monotonic()
     with DemoSiteProcess(pages=pages, slow_seconds=0.2, huge_bytes=100_000) as site:  # a fresh one per crawl
         run = _run_crawl(name, spider=spider, site=site, pages=pages, server=server, log_root=log_root, cwd=cwd,
-                         budget_bytes=budget_bytes, on_refresh=on_refresh, console=console)
+                         budget_bytes=budget_bytes, on_refresh=on_refresh, console=console,
+                         warm_spare=warm_spare)
     machine_after, own_after, seconds = machine_busy_seconds(), own_cpu_seconds(), time.monotonic() - started
     capacity = seconds * (os.cpu_count() or 1)
     busy = machine_after - machine_before
@@ -390,6 +399,7 @@ def run_crawl(
 def _run_crawl(
     name: str, *, spider: str, site: DemoSiteProcess, pages: int, server: EmbeddedRedis, log_root: Path,
     cwd: Path, budget_bytes: int | None, on_refresh: Callable[..., None] | None, console: Console,
+    warm_spare: bool = True,
 ) -> CrawlRun:
     client = redis.Redis.from_url(server.url)
     client.execute_command("FLUSHALL", "SYNC")
@@ -399,7 +409,7 @@ def _run_crawl(
     options = LocalCrawlOptions(
         spider=spider, workers=WORKERS, redis_url=server.url, crawl=crawl_name, output=None, log_dir=log_dir,
         idle_close_seconds=2.0, spider_args={"url": site.url}, refresh_seconds=REFRESH_SECONDS,
-        settings={"LOG_FORMAT": LOG_FORMAT}, memory_budget_bytes=budget_bytes,
+        settings={"LOG_FORMAT": LOG_FORMAT}, memory_budget_bytes=budget_bytes, warm_spare=warm_spare,
     )
     refreshes: list[dict[str, Any]] = []
     crawl = LocalCrawl(options)
@@ -419,6 +429,8 @@ def _run_crawl(
         result = crawl.run()
     watcher.stop_event.set()
     watcher.join()
+    if result.failure is not None:
+        raise RuntimeError(f"crawl {name!r} failed: {result.failure}")
     seconds = time.time() - started
     read_worker_logs(log_dir, watcher.lives)
     for slot, codes in result.exit_codes.items():
@@ -469,6 +481,20 @@ def recycle_timings(run: CrawlRun) -> list[dict[str, Any]]:
             "total_seconds": delta(decided, new.first_lease if new else None),
         })
     return rows
+
+
+def recycle_window(rows: list[dict[str, Any]]) -> tuple[float, float]:
+    """Seconds since the crawl's start: first recycle decision -> the last recycle over.
+
+    A recycle is over when its replacement has leased a request and its old process
+    has exited (with a warm spare the replacement may lease first).
+    """
+    if not rows:
+        return 0.0, 0.0
+    start = min(r["at_seconds"] for r in rows)
+    ends = [r["at_seconds"] + max(r["total_seconds"], r["drain_seconds"] or 0.0)
+            for r in rows if r["total_seconds"] is not None]
+    return start, max(ends, default=start)
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -556,8 +582,10 @@ class RollingRecycle:
         slot = pool.slots[self.next_slot]
         if not slot.running or slot.draining_since is not None:
             return
+        if any(old.running for old in pool.retiring):
+            return  # one recycle at a time, as the policy's max_concurrent = 1: one extra process at most
+        self.waiting_for = pool.worker_id(slot.index, slot.restarts + 1)  # before: a warm spare starts at once
         pool.recycle(slot.index, "rolling", None)
-        self.waiting_for = pool.worker_id(slot.index, slot.restarts + 1)
         self.next_slot += 1
 
 
@@ -612,6 +640,11 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
     console.print(table)
     console.print("others' CPU: share of the machine's CPUs that processes outside this benchmark kept busy"
                   " in that window, steady / rolling crawl.")
+    c = t["without_warm_spare"]
+    if c["ratio"] is not None:
+        console.print(f"The same rolling recycle without the warm spare: {c['rolling']['pages_per_second']:.0f} vs"
+                      f" {c['steady']['pages_per_second']:.0f} pages/s ({c['ratio']:.2f}x) over"
+                      f" {c['window_start_seconds']:.1f}-{c['window_end_seconds']:.1f} s.")
     rs = t["recycle_summary"]
     console.print(f"Rolling recycles: drain median {rs['drain_seconds']['median']:.2f}s,"
                   f" start-up median {rs['startup_seconds']['median']:.2f}s,"
@@ -689,6 +722,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         rolling_state = RollingRecycle(start_at=demo_pages // 5)
         rolling = run_crawl("demo rolling", spider="demo", pages=demo_pages, cwd=plain, on_refresh=rolling_state,
                             **common)
+        cold_state = RollingRecycle(start_at=demo_pages // 5)
+        cold = run_crawl("demo rolling no spare", spider="demo", pages=demo_pages, cwd=plain,
+                         on_refresh=cold_state, warm_spare=False, **common)
 
     budget_rows = recycle_timings(budget)
     rolling_rows = recycle_timings(rolling)
@@ -696,8 +732,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not rolling_state.done and len(complete_rolling) < WORKERS:
         console.print(f"[red]the rolling recycle did not complete[/] ({len(complete_rolling)} of {WORKERS});"
                       " use more --demo-pages")
-    window_start = min(r["at_seconds"] for r in rolling_rows) if rolling_rows else 0.0
-    window_end = max((r["at_seconds"] + r["total_seconds"] for r in complete_rolling), default=window_start)
+    window_start, window_end = recycle_window(rolling_rows)
+    cold_rows = recycle_timings(cold)
+    cold_start, cold_end = recycle_window(cold_rows)
+    cold_steady, cold_window = steady.window(cold_start, cold_end), cold.window(cold_start, cold_end)
     before_start = rolling.time_of_acked(demo_pages // 10) - rolling.started
     after_end = max(window_end, rolling.time_of_acked(0.9 * rolling.total_acked) - rolling.started)
     steady_window, rolling_window = (run.window(window_start, window_end) for run in (steady, rolling))
@@ -736,6 +774,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "rolling": rolling.window(window_end, after_end)},
             "recycle_summary": summarize(rolling_rows),
             "recycles": rolling_rows,
+            "without_warm_spare": {
+                "window_start_seconds": round(cold_start, 2), "window_end_seconds": round(cold_end, 2),
+                "steady": cold_steady, "rolling": cold_window,
+                "ratio": (round(cold_window["pages_per_second"] / cold_steady["pages_per_second"], 3)
+                          if cold_steady["pages_per_second"] else None),
+                "rolling_crawl_pages_per_second": round(cold.total_acked / (cold.all_acked_at - cold.started), 1),
+                "recycle_summary": summarize(cold_rows),
+                "recycles": cold_rows,
+                "completed": cold_state.done,
+            },
             "acked_series": {
                 name: {"t_seconds": [round(t - run.started, 2) for t, _ in run.acked[::5]],
                        "acked": [n for _, n in run.acked[::5]]}
@@ -755,7 +803,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "waited_for_quiet": run.waited_for_quiet, "events": run.events,
                        "exit_codes": run.exit_codes, "pool_recycles": run.recycles, "lives": lives_json(run),
                        "watcher_errors": run.watcher_errors}
-            for run in (no_budget, budget, steady, rolling)
+            for run in (no_budget, budget, steady, rolling, cold)
         },
     }
     r = report["rss_with_and_without_recycling"]

@@ -38,6 +38,9 @@ class LocalCrawlOptions:
     max_concurrent_recycles: int = 1
     min_worker_age_seconds: float = 10.0
     drain_timeout_seconds: float = 60.0
+    # Start a recycled worker's replacement before the old one drains (one extra
+    # process per recycle in progress, at most max_concurrent_recycles).
+    warm_spare: bool = True
     # Where the crawl's state lives (see hermit.local.state); None: nowhere (an
     # embedded Redis then keeps nothing, and the crawl can't be resumed).
     state_dir: Path | None = None

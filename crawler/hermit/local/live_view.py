@@ -61,6 +61,10 @@ def render(status: CrawlStatus, pool: WorkerPool, progress: Progress, rss: dict[
                                                                 ("diagnostics", slot.endpoints.diagnostics)) if url)
         table.add_row(f"worker {slot.index}",
                       f"{state}, RSS {memory}, pid {slot.pid or '-'}, restarts {slot.restarts}{served}")
+    for old in pool.retiring:
+        if old.running:
+            table.add_row(f"worker {old.index}", f"replaced, draining {time.monotonic() - old.draining_since:.0f}s, "
+                          f"pid {old.process.pid}")
     if pool.recycles:
         last = pool.recycles[-1]
         table.add_row("recycles", f"{len(pool.recycles)}; last: worker {last.index}, {last.reason}, "

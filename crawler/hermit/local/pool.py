@@ -10,6 +10,12 @@ won't fix it) and one that rejects its settings end the pool's run with the caus
 the worker's last log lines, as systemd and Kubernetes report a crash loop rather
 than hide it. A worker told to drain that is still alive after its drain deadline is
 killed; its leases come back when they expire.
+
+With ``warm_spare``, a worker the pool recycles is replaced at once: the replacement
+starts (Python, Scrapy, its first lease take seconds) while the old one drains beside
+it, so the pool keeps its size in serving workers through a recycle. The draining one
+is an extra process (:attr:`WorkerPool.retiring`) until it exits; the recycling policy
+counts it as draining, so there are never more of them than recycles allowed at once.
 """
 
 from __future__ import annotations
@@ -96,6 +102,20 @@ class WorkerSlot:
         return self.process is not None and self.process.poll() is None
 
 
+@dataclass
+class RetiringWorker:
+    """A recycled worker draining beside the replacement that took its slot (warm spare)."""
+
+    index: int
+    process: subprocess.Popen[bytes]
+    started_at: float
+    draining_since: float
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+
 class ConfigurationError(RuntimeError):
     """A worker rejected its settings; restarting it would not help."""
 
@@ -121,13 +141,15 @@ class WorkerPool:
 
     def __init__(
         self, command: list[str], size: int, log_dir: Path, env: dict[str, str] | None = None,
-        *, drain_timeout_seconds: float = 60.0,
+        *, drain_timeout_seconds: float = 60.0, warm_spare: bool = False,
     ) -> None:
         if size < 1:
             raise ValueError("a pool needs at least one worker")
         self.command = command
         self.env = {**os.environ, **(env or {})}
         self.drain_timeout_seconds = drain_timeout_seconds
+        self.warm_spare = warm_spare
+        self.retiring: list[RetiringWorker] = []
         log_dir.mkdir(parents=True, exist_ok=True)
         self.slots = [WorkerSlot(i, log_dir / f"worker-{i}.log") for i in range(size)]
         self.events: list[str] = []
@@ -186,6 +208,7 @@ class WorkerPool:
     def poll(self) -> None:
         """Notice exits; restart workers when their delay has passed; kill stuck drains."""
         now = time.monotonic()
+        self._poll_retiring(now)
         for slot in self.slots:
             if slot.process is not None and slot.process.poll() is not None:
                 self._exited(slot, slot.process.returncode, now)
@@ -198,6 +221,19 @@ class WorkerPool:
             if slot.process is None and not slot.finished and slot.restart_at is not None and now >= slot.restart_at:
                 slot.restarts += 1
                 self._spawn(slot)
+
+    def _poll_retiring(self, now: float) -> None:
+        for old in list(self.retiring):
+            code = old.process.poll()
+            if code is not None:
+                self.retiring.remove(old)
+                self.slots[old.index].exits.append(code)
+                self._event(f"replaced worker {old.index} exited ({EXIT_REASONS.get(code) or _how(code)}) "
+                            f"after draining {now - old.draining_since:.1f}s")
+            elif now - old.draining_since > self.drain_timeout_seconds + DRAIN_GRACE_SECONDS:
+                self._event(f"replaced worker {old.index} still draining after {now - old.draining_since:.0f}s; "
+                            "killing it")
+                old.process.kill()
 
     def _exited(self, slot: WorkerSlot, code: int, now: float) -> None:
         slot.exits.append(code)
@@ -241,11 +277,24 @@ class WorkerPool:
         return "\n".join([f"worker {slot.index} {what} ({where})", *(f"  | {line}" for line in lines)])
 
     def recycle(self, index: int, reason: str, rss_bytes: int | None) -> None:
-        """Tell worker *index* to drain (SIGTERM) and exit; it is replaced when it does."""
+        """Tell worker *index* to drain (SIGTERM) and exit; it is replaced when it does.
+
+        With ``warm_spare`` the replacement starts now, and the old process drains
+        beside it as a :class:`RetiringWorker`.
+        """
         slot = self.slots[index]
         if not slot.running or slot.draining_since is not None:
             return
         now = time.monotonic()
+        if self.warm_spare and not self.stopping:
+            old = RetiringWorker(index, slot.process, slot.started_at, now)
+            self._recycled(Recycle(index, reason, rss_bytes, now - slot.started_at), now)
+            slot.restarts += 1
+            slot.quick_deaths = 0
+            self._spawn(slot)
+            old.process.send_signal(signal.SIGTERM)
+            self.retiring.append(old)
+            return
         slot.process.send_signal(signal.SIGTERM)
         slot.draining_since = now
         self._recycled(Recycle(index, reason, rss_bytes, now - slot.started_at), now)
@@ -292,18 +341,19 @@ class WorkerPool:
     def kill_all(self) -> None:
         """SIGKILL every worker still running (their leases come back when they expire) and reap them."""
         self.stopping = True
-        for slot in self.slots:
-            if slot.running:
-                logger.warning("stopping worker %d at once", slot.index)
-                slot.process.kill()
-        for slot in self.slots:
-            if slot.process is not None:
-                slot.process.wait()
+        processes = [(slot.index, slot.process) for slot in self.slots if slot.process is not None]
+        processes += [(old.index, old.process) for old in self.retiring]
+        for index, process in processes:
+            if process.poll() is None:
+                logger.warning("stopping worker %d (pid %d) at once", index, process.pid)
+                process.kill()
+        for _, process in processes:
+            process.wait()
         self.poll()
 
     @property
     def any_running(self) -> bool:
-        return any(slot.running for slot in self.slots)
+        return any(slot.running for slot in self.slots) or any(old.running for old in self.retiring)
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM every worker (graceful drain), then SIGKILL what is left after *timeout*."""

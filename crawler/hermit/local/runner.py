@@ -175,6 +175,7 @@ class LocalCrawl:
             command = worker_command(worker_options(options, crawl, redis_url, spider_args))
             self.pool = pool = WorkerPool(
                 command, options.workers, log_dir, drain_timeout_seconds=options.drain_timeout_seconds,
+                warm_spare=options.warm_spare,
             )
             progress = Progress(started=started)
             self.targets_path = log_dir / PROMETHEUS_TARGETS_FILE
@@ -337,6 +338,10 @@ class LocalCrawl:
             WorkerState(str(slot.index), rss.get(slot.index), now - slot.started_at, slot.draining_since is not None)
             for slot in pool.slots if slot.running
         ]
+        # Replaced workers still draining (warm spare) are extra processes: they use up
+        # the recycles allowed at once until they are gone.
+        workers += [WorkerState(f"replaced-{old.index}", None, now - old.started_at, True)
+                    for old in pool.retiring if old.running]
         since = None if pool.last_recycle_at is None else now - pool.last_recycle_at
         for worker in decide(workers, self.policy, seconds_since_last_recycle=since).recycle:
             pool.recycle(int(worker.name), "over the pool's memory budget", worker.memory_bytes)

@@ -11,6 +11,8 @@ crawl`` before it starts anything.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import TYPE_CHECKING
 
 from scrapy.exceptions import NotConfigured
@@ -67,11 +69,22 @@ def find_spider(settings: BaseSettings, name: str) -> type[Spider]:
 
 
 def preflight(options: WorkerOptions) -> None:
-    """Check what a worker started with *options* would check; raise UnknownSpider or InvalidSetting."""
+    """Check what a worker started with *options* would check; raise UnknownSpider or InvalidSetting.
+
+    Leaves this process's environment and import path as it found them.
+    """
     from hermit.worker.run import build_settings
 
-    settings = build_settings(options)
-    spidercls = find_spider(settings, options.spider)
-    # The spider's custom_settings take part, as they do in a worker.
-    spidercls.update_settings(settings)
-    check_settings(settings, spidercls.name)
+    # Scrapy's project lookup sets SCRAPY_SETTINGS_MODULE and sys.path for the whole
+    # process; the workers started after this must find their project themselves.
+    environ, path = dict(os.environ), list(sys.path)
+    try:
+        settings = build_settings(options)
+        spidercls = find_spider(settings, options.spider)
+        # The spider's custom_settings take part, as they do in a worker.
+        spidercls.update_settings(settings)
+        check_settings(settings, spidercls.name)
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        sys.path[:] = path

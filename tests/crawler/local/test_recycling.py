@@ -163,3 +163,45 @@ def test_a_worker_stuck_draining_is_killed_and_replaced(tmp_path):
         assert pool.slots[0].restarts == 1
     finally:
         pool.stop(timeout=1)
+
+
+def test_a_warm_spare_starts_before_the_recycled_worker_has_drained(tmp_path):
+    # Workers that take a while to drain: on SIGTERM each says so, waits for a file,
+    # then exits with the "stopped" status.
+    release = tmp_path / "release"
+    command = [sys.executable, "-c",
+               "import os, signal, sys, time\n"
+               "def drain(*_):\n"
+               "    print('draining', flush=True)\n"
+               f"    while not os.path.exists({str(release)!r}): time.sleep(0.02)\n"
+               "    sys.exit(5)\n"
+               "signal.signal(signal.SIGTERM, drain)\n"
+               "print('ready', flush=True)\n"
+               "time.sleep(600)\n"]
+    pool = WorkerPool(command, 2, tmp_path / "logs", drain_timeout_seconds=60, warm_spare=True)
+    pool.start()
+    try:
+        deadline = time.monotonic() + 60
+        while "ready" not in pool.slots[0].log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)  # its SIGTERM handler is in place
+        old_pid = pool.slots[0].pid
+        pool.recycle(0, "test", None)
+        # The replacement runs at once, beside the old process, which drains.
+        assert pool.slots[0].running and pool.slots[0].pid != old_pid
+        assert [old.process.pid for old in pool.retiring] == [old_pid]
+        assert pool.slots[0].restarts == 1 and pool.slots[1].restarts == 0
+        while "draining" not in pool.slots[0].log_path.read_text() and time.monotonic() < deadline:
+            pool.poll()
+            time.sleep(0.05)
+        assert pool.retiring[0].running
+        release.touch()
+        while pool.retiring and time.monotonic() < deadline:
+            pool.poll()
+            time.sleep(0.05)
+        assert not pool.retiring, pool.events
+        assert pool.slots[0].exits == [5]  # the old process's drain, recorded on its slot
+        assert pool.slots[0].running and pool.slots[0].restarts == 1  # not replaced twice
+        assert any("replaced worker 0 exited (stopped)" in event for event in pool.events)
+    finally:
+        pool.stop(timeout=1)
+    assert not pool.any_running
