@@ -31,7 +31,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -293,9 +293,15 @@ class RedisRequestQueue:
             return result  # a pipeline: the caller reads the outcome from execute()
         return [int(r) for r in result]
 
-    def lease(self, count: int) -> list[Lease]:
+    def lease(self, count: int, in_flight: Mapping[str, int] | None = None) -> list[Lease]:
         """Lease up to *count* requests from hosts that may be fetched now (two round
-        trips; also a heartbeat). Sets :attr:`next_ready_seconds`."""
+        trips; also a heartbeat). Sets :attr:`next_ready_seconds`.
+
+        *in_flight*: this worker's leases per host whose download has not finished;
+        a worker takes at most its share of a host's concurrency (the concurrency
+        over the live workers, rounded up), so a busy host's slots spread over the fleet.
+        """
+        in_flight = in_flight or {}
         k = self.keys
         picked = self._pick(
             keys=[k.ready, k.host_waits, k.host_top, k.host_backoff, k.host_backoff_until],
@@ -314,7 +320,7 @@ class RedisRequestQueue:
         for i in range(2, len(picked), 2):
             host, priority = picked[i].decode(), int(picked[i + 1])
             keys += [k.host_priorities(host), k.host_queue(host, priority)]
-            args += [host, priority, p.delay_factor()]
+            args += [host, priority, p.delay_factor(), in_flight.get(host, 0)]
         flat = self._lease(keys=keys, args=args)
         leases = [
             Lease(id=flat[i].decode(), priority=int(flat[i + 1]), host=flat[i + 2].decode(), entry=flat[i + 3])

@@ -289,7 +289,7 @@ class HermitScheduler(BaseScheduler):
         if not self._in_progress:
             self._return_stale_leases()
         try:
-            leases = self.queue.lease(self._lease_count())
+            leases = self.queue.lease(self._lease_count(), self._in_flight_by_host())
         except redis.RedisError as exc:
             self.stats.inc_value("hermit/redis/errors")
             self.health.failed(exc, "leasing requests")
@@ -316,6 +316,16 @@ class HermitScheduler(BaseScheduler):
             return prefetch
         free = self.crawler.settings.getint("CONCURRENT_REQUESTS", 16) - len(downloader.active)
         return max(1, min(prefetch, free))
+
+    def _in_flight_by_host(self) -> dict[str, int]:
+        """This worker's leases per host whose download has not finished."""
+        counts: dict[str, int] = {}
+        for lease, _ in self._prefetched:
+            counts[lease.host] = counts.get(lease.host, 0) + 1
+        for request, lease in self._in_progress.items():
+            if request not in self._downloaded:
+                counts[lease.host] = counts.get(lease.host, 0) + 1
+        return counts
 
     def _wait_for_next_host(self, now: float) -> None:
         """Nothing may be fetched now: look again when the next host is ready (the

@@ -22,6 +22,7 @@ from hermit.dedup.bloom import RedisBloomFilter
 from hermit.keys import CrawlKeys
 from hermit.local.runner import LocalCrawl, LocalCrawlOptions
 from hermit.queue.codec import encode_request
+from hermit.queue.redis_queue import QueuedRequest, RedisRequestQueue
 from hermit.redis_server import EmbeddedRedis
 
 PREFETCH = 8
@@ -110,13 +111,14 @@ def test_corrupt_queue_entries_are_dead_lettered_and_the_crawl_goes_on(tmp_path,
     keys = CrawlKeys("t")
     client = redis.Redis.from_url(redis_url)
     garbage = [b"\x80\x03pickled?", b"[]", b'{"u": "not a url"}', b'{"u": "http://x/", "cls": "os.system"}']
-    client.rpush(keys.queue(100), *garbage)
-    client.zadd(keys.priorities, {"100": 100})
+    # Written straight into a host's queue, past the codec, as a bad writer would.
+    RedisRequestQueue(client, keys, "writer").push_many(
+        [QueuedRequest(entry, 100, None, "garbage.invalid") for entry in garbage])
     result = LocalCrawl(options(tmp_path, redis_url, demo_site.url)).run()
     assert_complete(item_urls(tmp_path / "items.jsonl"), demo_site.site.expected_urls(demo_site.url))
     assert result.status.queue.dead_letters == len(garbage)
     reasons = [json.loads(r)["reason"] for r in client.lrange(keys.dead_letters, 0, -1)]
-    assert any("not JSON" in r for r in reasons) and any("not a Request class" in r for r in reasons)
+    assert any("never unpickles" in r for r in reasons) and any("not a Request class" in r for r in reasons)
     assert result.restarts == 0
 
 
@@ -159,7 +161,9 @@ def test_leases_a_worker_no_longer_holds_are_returned(tmp_path, redis_url, demo_
     keys = CrawlKeys("t")
     client = redis.Redis.from_url(redis_url)
     page = f"{demo_site.url}p/5.html"
-    client.hset(keys.leases("w-fixed"), "1", b"0 " + encode_request(Request(page), None))
+    host = Request(page).url.split("/")[2].split(":")[0]
+    client.hset(keys.leases("w-fixed"), "1", b"0 " + host.encode() + b"\n" + encode_request(Request(page), None))
+    client.hset(keys.host_active, host, 1)
     RedisBloomFilter(client, keys).add_many([RequestFingerprinter().fingerprint(Request(page))])
     client.zadd(keys.workers, {"w-fixed": time.time() * 1000 + 3_600_000})
     proc = subprocess.run(

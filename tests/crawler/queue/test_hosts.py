@@ -197,8 +197,9 @@ def test_a_finished_download_frees_its_hosts_slot_and_the_lease_stays_until_its_
     held = a.lease(5)
     assert len(held) == 2 and b.lease(5) == []
     a.downloaded([Ack(lease.id, lease.host, "ok") for lease in held])
-    # The slots are free for the fleet while the responses are still being processed ...
-    assert len(b.lease(5)) == 2
+    # The slots are free for the fleet while the responses are still being processed
+    # (each of the two workers takes its share, one) ...
+    assert len(b.lease(5)) == 1 and len(a.lease(5)) == 1
     assert read_status(redis_client, KEYS).leased == 4
     # ... and the acks don't free them a second time.
     a.ack(acks(held))
@@ -227,3 +228,17 @@ def test_hosts_take_turns_even_within_one_millisecond(redis_client):
         q.push_many([QueuedRequest(f"{h}{i}".encode(), 0, None, h) for h in "abc" for i in range(2)])
         order = [q.lease(1)[0].host for _ in range(6)]
         assert sorted(order[:3]) == ["a", "b", "c"] and sorted(order[3:]) == ["a", "b", "c"], order
+
+
+def test_a_busy_hosts_slots_are_shared_among_the_workers(redis_client):
+    workers = [queue(redis_client, f"w{i}", concurrency=8) for i in range(3)]
+    for w in workers:
+        w.heartbeat()  # three live workers
+    push(workers[0], "one.example", 30)
+    # Each takes at most its share (8 / 3, rounded up), counting what it still downloads.
+    first = workers[0].lease(16)
+    assert len(first) == 3
+    assert workers[0].lease(16, in_flight={"one.example": 3}) == []
+    assert len(workers[1].lease(16)) == 3 and len(workers[2].lease(16)) == 2  # the host's 8, fleet-wide
+    workers[0].downloaded([Ack(lease.id, lease.host) for lease in first])
+    assert len(workers[0].lease(16, in_flight={})) == 3  # its finished downloads freed its share

@@ -8,7 +8,11 @@
 -- of its top priority.
 -- ARGV[1] worker id, [2] max count, [3] lease timeout (ms), [4] claim score,
 -- [5] default delay (ms), [6] default concurrency, then per host: host, top priority,
--- delay factor (the randomized delay's draw, 1 when not randomized).
+-- delay factor (the randomized delay's draw, 1 when not randomized), this worker's
+-- downloads of that host not finished yet.
+-- A worker takes at most its share of a host's concurrency (the concurrency over the
+-- live workers, rounded up), so that a busy host's slots are spread over the fleet
+-- instead of going to whichever worker frees one first.
 -- Returns a flat list: lease id, priority, host, entry, lease id, ...
 local H = {ready = KEYS[1], waits = KEYS[2], top = KEYS[3], active = KEYS[4],
   settings = KEYS[5], robots = KEYS[6], queued = KEYS[8], stats = KEYS[9], cache = {}}
@@ -21,8 +25,9 @@ local default_concurrency = tonumber(ARGV[6])
 
 local no_backoff = redis.call('HLEN', KEYS[7]) == 0
 local picked = {}
-for i = 7, #ARGV, 3 do
-  local k = 13 + (i - 7) / 3 * 2
+local workers = redis.call('ZCARD', KEYS[10])
+for i = 7, #ARGV, 4 do
+  local k = 13 + (i - 7) / 4 * 2
   local host, priority = ARGV[i], ARGV[i + 1]
   local score = redis.call('ZSCORE', H.ready, host)
   score = score and tonumber(score)
@@ -35,10 +40,14 @@ for i = 7, #ARGV, 3 do
       local concurrency = hosts_concurrency(H, host, default_concurrency)
       local active = tonumber(redis.call('HGET', H.active, host) or '0')
       local delay = hosts_delay_ms(H, host, default_delay)
+      local share = math.ceil(concurrency / math.max(workers, 1)) - (tonumber(ARGV[i + 3]) or 0)
       if active >= concurrency then
         hosts_unready(H, host, now)
+      elseif share <= 0 then
+        -- This worker has its share of the host: leave the rest to the others.
+        if score == claim then redis.call('ZADD', H.ready, 'XX', now, host) end
       else
-        local free = concurrency - active
+        local free = math.min(concurrency - active, share)
         picked[#picked + 1] = {host = host, priority = priority, priorities_key = KEYS[k],
           list_key = KEYS[k + 1], quota = (delay > 0) and 1 or free, delay = delay,
           length = redis.call('LLEN', KEYS[k + 1]), active = active, concurrency = concurrency,
