@@ -419,8 +419,8 @@ class HermitScheduler(BaseScheduler):
         if lease is not None and self.outbox is not None:
             self.outbox.ack(Ack(lease.id, lease.host))
             self.stats.inc_value("hermit/leases/acked")
-            # The ack frees a slot of its host: lease again at once rather than after
-            # the idle poll (on a busy host, the worker that frees a slot takes it).
+            # Lease again at once rather than after the idle poll: the ack frees the
+            # host's slot if its download did not already (no HostSignalsMiddleware).
             self._next_poll = 0.0
 
     def _heartbeat(self) -> None:
