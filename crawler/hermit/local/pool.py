@@ -251,8 +251,10 @@ class WorkerPool:
         if code in (EXIT_MEMORY_BUDGET, EXIT_MEMORY_HARD_LIMIT, EXIT_DRAIN_TIMEOUT) and slot.draining_since is None:
             # It recycled itself.
             self._recycled(Recycle(slot.index, EXIT_REASONS[code], slot.peak_rss_bytes, lived), now)
-        # A recycle the pool asked for is not a failure, however young the worker.
-        failed_start = lived < QUICK_DEATH_SECONDS and slot.draining_since is None
+        # A recycle the pool asked for is not a failure, however young the worker; nor
+        # is a worker stopped or killed from outside (SIGTERM: exit 5; a signal: < 0).
+        failed_start = (lived < QUICK_DEATH_SECONDS and slot.draining_since is None
+                        and code > 0 and code != EXIT_STOPPED)
         slot.quick_deaths = slot.quick_deaths + 1 if failed_start else 0
         if slot.quick_deaths >= CRASH_LOOP_STARTS:
             if code in (EXIT_MEMORY_BUDGET, EXIT_MEMORY_HARD_LIMIT):
