@@ -96,17 +96,17 @@ def crawl_command(
 
             result = LocalCrawl(options, on_refresh=log_line).run()
     except CrawlFailed as exc:
+        if exc.result is not None:
+            print_summary(exc.result)
+            if exc.result.state_dir is not None:
+                click.echo(f"The crawl's state is kept in {exc.result.state_dir}; once the cause is fixed, "
+                           f"resume with:\n  {resume_command()}", err=True)
         _fail(exc)
     finally:
         if state_dir is None:
             with contextlib.suppress(OSError):
                 DEFAULT_STATE_ROOT.rmdir()  # left empty when no crawl is kept there
     print_summary(result)
-    if result.failure is not None:
-        if result.state_dir is not None:
-            click.echo(f"The crawl's state is kept in {result.state_dir}; once the cause is fixed, "
-                       f"resume with:\n  {resume_command()}", err=True)
-        _fail(result.failure)
     if result.outcome == "interrupted":
         if result.state_dir is not None:
             click.echo(f"Stopped. Resume with:\n  {resume_command()}")

@@ -53,6 +53,8 @@ class CrawlFailed(RuntimeError):
     def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        #: The crawl's summary when it failed after the workers ran (None: before anything started).
+        self.result: LocalCrawlResult | None = None
 
 
 @dataclass

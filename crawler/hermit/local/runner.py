@@ -60,10 +60,10 @@ class LocalCrawl:
     """Runs one crawl locally; :meth:`run` blocks until it ends and returns a summary.
 
     ``on_refresh(status, pool, progress, rss)`` is called every ``refresh_seconds``
-    for the live view. :meth:`run` raises :class:`CrawlFailed` before anything
-    starts (bad spider, settings or state, Redis unreachable); a failure once the
-    workers run (a crash loop, a dead service) is in the result, after the workers
-    were drained and the items written.
+    for the live view. :meth:`run` raises :class:`CrawlFailed` when the crawl can't
+    go on: before anything starts (bad spider, settings or state, Redis unreachable),
+    or once the workers run (a crash loop, a dead service) — then after the workers
+    were drained and the items written, with the summary in its ``result``.
     """
 
     def __init__(self, options: LocalCrawlOptions, on_refresh: Callable[..., None] | None = None) -> None:
@@ -199,7 +199,7 @@ class LocalCrawl:
             finished = failure is None and not self.stop.requested and pool.all_finished
         if state is not None and finished:
             state.remove()  # done: the same command starts a new crawl
-        return LocalCrawlResult(
+        result = LocalCrawlResult(
             crawl=crawl,
             status=status,
             seconds=time.monotonic() - started,
@@ -220,6 +220,10 @@ class LocalCrawl:
             resumed=resumed,
             service_restarts={service.name: service.restarts for service in self._services},
         )
+        if failure is not None:
+            failure.result = result
+            raise failure
+        return result
 
     def _push_seeds(self, client: redis.Redis, keys: CrawlKeys) -> SeedReport | None:
         seeds = self.options.seeds
