@@ -196,7 +196,7 @@ class _KeyList:
 def parse_lease_value(value: bytes) -> tuple[int, str, bytes]:
     """(priority, host, entry) of a lease hash value ``'<priority> <host>\\n<entry>'``
     (``'~'`` first once its download is over)."""
-    if value.startswith(b"~"):  # its download is over (downloaded.lua)
+    if value.startswith(b"~"):  # its download is over (ack.lua, step "downloaded")
         value = value[1:]
     space = value.index(b" ")
     newline = value.index(b"\n", space + 1)
@@ -244,7 +244,6 @@ class RedisRequestQueue:
         self._requeue = client.register_script(hosts + "\n" + _script("requeue.lua"))
         self._heartbeat = client.register_script(_script("heartbeat.lua"))
         self._ack = client.register_script(hosts + "\n" + _script("ack.lua"))
-        self._downloaded = client.register_script(hosts + "\n" + _script("downloaded.lua"))
         self._add_items = client.register_script(_script("add_items.lua"))
 
     @property
@@ -331,39 +330,28 @@ class RedisRequestQueue:
         return leases
 
     def ack(self, acks: Sequence[Ack], client: redis.Redis | None = None, *, counter: str = "acked") -> None:
-        """Forget processed leases, freeing their hosts' slots and applying what their
-        responses said about the hosts. Acking a lease that was already reaped is a
-        no-op (its host outcome still counts)."""
-        if not acks:
-            return
-        k = self.keys
-        p = self.politeness
-        args: list[object] = [
-            p.concurrency, int(p.backoff_base_seconds * 1000), int(p.backoff_max_seconds * 1000), counter,
-        ]
-        for ack in acks:
-            args += [ack.lease_id, ack.host, ack.outcome, int(ack.retry_after_seconds * 1000)]
-        self._ack(
-            keys=[
-                k.leases(self.worker_id), k.stats, k.ready, k.host_waits, k.host_top, k.host_active,
-                k.host_settings, k.host_backoff, k.host_backoff_until,
-            ],
-            args=args,
-            client=client,
-        )
+        """Forget processed leases (counted under *counter*), freeing the host slots
+        their downloads did not and applying what their responses said about the hosts.
+        Acking a lease that was already reaped is a no-op (its host outcome still counts)."""
+        self._end(counter, acks, client)
 
     def downloaded(self, downloads: Sequence[Ack], client: redis.Redis | None = None) -> None:
         """Free the host slots of leases whose download ended (the leases stay until
         :meth:`ack`), applying what each download said about its host. Scrapy counts
         a host's concurrency by downloads in flight; so does the fleet."""
-        if not downloads:
+        self._end("downloaded", downloads, client)
+
+    def _end(self, step: str, acks: Sequence[Ack], client: redis.Redis | None) -> None:
+        if not acks:
             return
         k = self.keys
         p = self.politeness
-        args: list[object] = [p.concurrency, int(p.backoff_base_seconds * 1000), int(p.backoff_max_seconds * 1000)]
-        for download in downloads:
-            args += [download.lease_id, download.host, download.outcome, int(download.retry_after_seconds * 1000)]
-        self._downloaded(
+        args: list[object] = [
+            p.concurrency, int(p.backoff_base_seconds * 1000), int(p.backoff_max_seconds * 1000), step,
+        ]
+        for ack in acks:
+            args += [ack.lease_id, ack.host, ack.outcome, int(ack.retry_after_seconds * 1000)]
+        self._ack(
             keys=[
                 k.leases(self.worker_id), k.stats, k.ready, k.host_waits, k.host_top, k.host_active,
                 k.host_settings, k.host_backoff, k.host_backoff_until,

@@ -22,6 +22,17 @@ local function hosts_int(x)
   return string.format('%d', x)
 end
 
+-- A set of hosts in the order first added: touched.add(host), then touched.list.
+local function hosts_touched()
+  local seen, list = {}, {}
+  return {list = list, add = function(host)
+    if not seen[host] then
+      seen[host] = true
+      list[#list + 1] = host
+    end
+  end}
+end
+
 -- The decoded `hermit hosts` settings of a host ({} if none or unreadable), cached
 -- per script call in H.cache.
 local function hosts_settings(H, host)

@@ -14,7 +14,7 @@ local default_concurrency = tonumber(ARGV[6])
 local bloom = nil
 local results = {}
 local queued, duplicates, blocked = 0, 0, 0
-local touched, touched_list = {}, {}
+local touched = hosts_touched()
 for i = 7, #ARGV, 8 do
   local host = ARGV[i + 4]
   local result = 1
@@ -40,10 +40,7 @@ for i = 7, #ARGV, 8 do
       redis.call('ZADD', KEYS[tonumber(ARGV[i + 6])], tonumber(priority), priority)
     end
     hosts_queued(H, host, priority)
-    if not touched[host] then
-      touched[host] = true
-      touched_list[#touched_list + 1] = host
-    end
+    touched.add(host)
     queued = queued + 1
   elseif result == 0 then
     duplicates = duplicates + 1
@@ -57,7 +54,7 @@ if bloom ~= nil then
 end
 if queued > 0 then
   local now = hosts_now_ms()
-  for _, host in ipairs(touched_list) do
+  for _, host in ipairs(touched.list) do
     hosts_schedule(H, host, now, default_concurrency)
   end
   redis.call('INCRBY', H.queued, queued)

@@ -19,7 +19,7 @@ if mode == 'expired' then
   if deadline and tonumber(deadline) > now then return {0, 0} end  -- it came back
 end
 local returned = 0
-local touched, touched_list = {}, {}
+local touched = hosts_touched()
 for i = 4, #ARGV, 3 do
   local value = redis.call('HGET', KEYS[1], ARGV[i])
   if value then
@@ -27,14 +27,11 @@ for i = 4, #ARGV, 3 do
     redis.call('HDEL', KEYS[1], ARGV[i])
     if host then
       returned = returned + 1
-      if not touched[host] then
-        touched[host] = true
-        touched_list[#touched_list + 1] = host
-      end
+      touched.add(host)
     end
   end
 end
-for _, host in ipairs(touched_list) do
+for _, host in ipairs(touched.list) do
   hosts_schedule(H, host, now, tonumber(ARGV[3]))
 end
 local left = redis.call('HLEN', KEYS[1])
