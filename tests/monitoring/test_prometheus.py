@@ -126,6 +126,7 @@ def test_prometheus_follows_a_local_crawls_workers_through_its_targets_file(tmp_
     targets_file = logs / "prometheus-targets.json"
     command = [sys.executable, "-m", "hermit.cli", "crawl", "--workers", str(workers), "--redis", redis_url,
                "--crawl", crawl, "--pages", "150", "--log-dir", str(logs), "-o", str(tmp_path / "items.jsonl"),
+               "--state-dir", str(tmp_path / "state"),
                # Workers stay up after the crawl is done, until stopped, for Prometheus to see them.
                "--idle-close-seconds", "0", "-s", "CONCURRENT_REQUESTS=4"]
     with (tmp_path / "crawl.log").open("wb") as out:
