@@ -400,6 +400,33 @@ def cores_busy(series: list[tuple[float, float]], start: float, end: float) -> f
 # -- one run ---------------------------------------------------------------------------
 
 
+def wait_all(processes: list[subprocess.Popen[bytes]], sampler: Sampler,
+             timeout_seconds: float = RUN_TIMEOUT_SECONDS) -> tuple[dict[int, dict[str, Any]], bool]:
+    """Wait for every process (wait4: exact CPU); kill those left after *timeout_seconds*."""
+    exits: dict[int, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout_seconds
+    timed_out = False
+    while len(exits) < len(processes):
+        for i, process in enumerate(processes):
+            if i in exits:
+                continue
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                when = time.time()
+                process.returncode = os.waitstatus_to_exitcode(status)
+                cpu = usage.ru_utime + usage.ru_stime
+                exits[i] = {"exit_code": process.returncode, "exited_at": when, "cpu_seconds": round(cpu, 3),
+                            "max_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+                sampler.exited(f"worker{i}", when, cpu)
+        if len(exits) < len(processes) and time.monotonic() > deadline and not timed_out:
+            timed_out = True
+            for i, process in enumerate(processes):
+                if i not in exits:
+                    process.kill()
+        time.sleep(0.02)
+    return exits, timed_out
+
+
 def run_once(variant: Variant, round_: int, site: DemoSiteProcess, server: EmbeddedRedis, project: Path,
              workdir: Path, profile_dir: Path | None = None) -> dict[str, Any]:
     client = redis.Redis.from_url(server.url)
@@ -432,27 +459,7 @@ def run_once(variant: Variant, round_: int, site: DemoSiteProcess, server: Embed
         for i in range(len(processes)):  # a worker's CPU starts at 0 when it is launched
             sampler.series.setdefault(f"worker{i}", []).insert(0, (launched, 0.0))
         sampler.start()
-        exits: dict[int, dict[str, Any]] = {}
-        deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
-        timed_out = False
-        while len(exits) < len(processes):
-            for i, process in enumerate(processes):
-                if i in exits:
-                    continue
-                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-                if pid:
-                    when = time.time()
-                    process.returncode = os.waitstatus_to_exitcode(status)
-                    cpu = usage.ru_utime + usage.ru_stime
-                    exits[i] = {"exit_code": process.returncode, "exited_at": when, "cpu_seconds": cpu,
-                                "max_rss_mib": usage.ru_maxrss / 1024}
-                    sampler.exited(f"worker{i}", when, cpu)
-            if len(exits) < len(processes) and time.monotonic() > deadline and not timed_out:
-                timed_out = True
-                for i, process in enumerate(processes):
-                    if i not in exits:
-                        process.kill()
-            time.sleep(0.02)
+        exits, timed_out = wait_all(processes, sampler)
         sampler.stop()
     finally:
         for process in processes:  # interrupted: leave no worker behind

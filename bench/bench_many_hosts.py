@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -79,7 +78,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from bench_crawl_throughput import PROBE, Sampler, Variant, cores_busy
+from bench_crawl_throughput import PROBE, Sampler, Variant, cores_busy, wait_all
 from benchlib import machine_info, memory_mib, wait_for_quiet, write_report
 from hermit.demo.many_hosts import ManyHostsProcess, highest_rates, read_log, shortest_gaps
 from hermit.redis_server import EmbeddedRedis
@@ -169,32 +168,6 @@ def worker_command(variant: Variant, site_url: str, redis_url: str, crawl: str, 
 # -- one run ---------------------------------------------------------------------------
 
 
-def wait_all(processes: list[subprocess.Popen[bytes]], sampler: Sampler) -> tuple[dict[int, dict[str, Any]], bool]:
-    """Wait for every process (wait4: exact CPU); kill them all after RUN_TIMEOUT_SECONDS."""
-    exits: dict[int, dict[str, Any]] = {}
-    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
-    timed_out = False
-    while len(exits) < len(processes):
-        for i, process in enumerate(processes):
-            if i in exits:
-                continue
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                when = time.time()
-                process.returncode = os.waitstatus_to_exitcode(status)
-                cpu = usage.ru_utime + usage.ru_stime
-                exits[i] = {"exit_code": process.returncode, "exited_at": when, "cpu_seconds": round(cpu, 3),
-                            "max_rss_mib": round(usage.ru_maxrss / 1024, 1)}
-                sampler.exited(f"worker{i}", when, cpu)
-        if len(exits) < len(processes) and time.monotonic() > deadline and not timed_out:
-            timed_out = True
-            for i, process in enumerate(processes):
-                if i not in exits:
-                    process.kill()
-        time.sleep(0.02)
-    return exits, timed_out
-
-
 def politeness(records: list[Any]) -> dict[str, Any]:
     """The highest per-host rates the site saw, against the limit of each window."""
     result: dict[str, Any] = {}
@@ -245,7 +218,7 @@ def run_once(shape: Shape, variant: Variant, round_: int, server: EmbeddedRedis,
             for i in range(len(processes)):  # a worker's CPU starts at 0 when it is launched
                 sampler.series.setdefault(f"worker{i}", []).insert(0, (launched, 0.0))
             sampler.start()
-            exits, timed_out = wait_all(processes, sampler)
+            exits, timed_out = wait_all(processes, sampler, RUN_TIMEOUT_SECONDS)
             sampler.stop()
         finally:
             for process in processes:  # interrupted: leave no worker behind
