@@ -50,11 +50,16 @@ def find_spider(settings: BaseSettings, name: str) -> type[Spider]:
 
     Raise :class:`UnknownSpider` listing the names there are.
     """
-    from scrapy.spiderloader import get_spider_loader
-
     from hermit.worker.run import DEMO_SPIDER
 
-    loader = get_spider_loader(settings)
+    try:
+        from scrapy.spiderloader import get_spider_loader  # Scrapy >= 2.14
+    except ImportError:  # Scrapy 2.13: what get_spider_loader does
+        from scrapy.utils.misc import load_object
+
+        loader = load_object(settings.get("SPIDER_LOADER_CLASS")).from_settings(settings.frozencopy())
+    else:
+        loader = get_spider_loader(settings)
     try:
         return loader.load(name)
     except KeyError:
