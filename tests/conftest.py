@@ -50,5 +50,6 @@ def pytest_collection_modifyitems(config, items):
     # Folders are matched below the tests' root, never on the clone's own path.
     for item in items:
         folders = item.path.relative_to(config.rootpath).parts[:-1]
-        if {"worker", "local"} & set(folders) and item.get_closest_marker("slow") is None:
+        if ({"worker", "local"} & set(folders) and item.get_closest_marker("slow") is None
+                and item.get_closest_marker("newest_scrapy") is None):
             item.add_marker(pytest.mark.scrapy_versions)

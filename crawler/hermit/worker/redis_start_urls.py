@@ -106,6 +106,10 @@ class RedisStartUrls:
         # Hermit decides when the worker is idle; the spider's handler would keep it open.
         self.crawler.signals.disconnect(spider.spider_idle, signal=signals.spider_idle)
         self.crawler.signals.connect(self.spider_idle, signal=signals.spider_idle)
+        # Scrapy < 2.14 also starts the spider through scrapy-redis' start_requests(),
+        # which pops the same key and ends its batch at the first bad entry: this
+        # extension alone reads the key (start() has not been iterated yet here).
+        spider.start_requests = lambda: iter(())
         self._ticker = LoopingCall(self.read)
         self._ticker.start(self.poll_seconds, now=True)
         logger.info("Reading start URLs from Redis key %r every %.1fs (%s)", spider.redis_key,

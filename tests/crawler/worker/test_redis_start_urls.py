@@ -113,6 +113,7 @@ def test_redis_crawl_spider_follows_its_rules_and_closes_when_the_crawl_is_done(
     client.close()
 
 
+@pytest.mark.newest_scrapy
 def test_only_scrapy_redis_spiders_are_taken_over_and_the_setting_turns_it_off(redis_url):
     from scrapy.utils.test import get_crawler
     from scrapy_redis.spiders import RedisSpider
