@@ -400,6 +400,21 @@ def cores_busy(series: list[tuple[float, float]], start: float, end: float) -> f
 # -- one run ---------------------------------------------------------------------------
 
 
+def start_sampler(processes: list[subprocess.Popen[bytes]], others: dict[str, Any], launched: float) -> Sampler:
+    """A started Sampler of *others* and every worker process (``worker<i>``), whose CPU starts at 0 at *launched*."""
+    watched = dict(others)
+    for i, process in enumerate(processes):
+        try:
+            watched[f"worker{i}"] = psutil.Process(process.pid)
+        except psutil.Error:
+            pass
+    sampler = Sampler(watched)
+    for i in range(len(processes)):  # a worker's CPU starts at 0 when it is launched
+        sampler.series.setdefault(f"worker{i}", []).insert(0, (launched, 0.0))
+    sampler.start()
+    return sampler
+
+
 def wait_all(processes: list[subprocess.Popen[bytes]], sampler: Sampler,
              timeout_seconds: float = RUN_TIMEOUT_SECONDS) -> tuple[dict[int, dict[str, Any]], bool]:
     """Wait for every process (wait4: exact CPU); kill those left after *timeout_seconds*."""
@@ -449,16 +464,7 @@ def run_once(variant: Variant, round_: int, site: DemoSiteProcess, server: Embed
                 processes.append(subprocess.Popen(
                     worker_command(variant, site.url, server.url, crawl, probe, profile),
                     cwd=project, stdout=out, stderr=subprocess.STDOUT))
-        watched = dict(others)
-        for i, process in enumerate(processes):
-            try:
-                watched[f"worker{i}"] = psutil.Process(process.pid)
-            except psutil.Error:
-                pass
-        sampler = Sampler(watched)
-        for i in range(len(processes)):  # a worker's CPU starts at 0 when it is launched
-            sampler.series.setdefault(f"worker{i}", []).insert(0, (launched, 0.0))
-        sampler.start()
+        sampler = start_sampler(processes, others, launched)
         exits, timed_out = wait_all(processes, sampler)
         sampler.stop()
     finally:

@@ -78,7 +78,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from bench_crawl_throughput import PROBE, Sampler, Variant, cores_busy, wait_all
+from bench_crawl_throughput import PROBE, Variant, cores_busy, start_sampler, wait_all
 from benchlib import machine_info, memory_mib, wait_for_quiet, write_report
 from hermit.demo.many_hosts import ManyHostsProcess, highest_rates, read_log, shortest_gaps
 from hermit.redis_server import EmbeddedRedis
@@ -208,16 +208,7 @@ def run_once(shape: Shape, variant: Variant, round_: int, server: EmbeddedRedis,
                 with log.open("wb") as out:
                     processes.append(subprocess.Popen(worker_command(variant, site.url, server.url, crawl, probe),
                                                       cwd=project, stdout=out, stderr=subprocess.STDOUT))
-            watched = dict(others)
-            for i, process in enumerate(processes):
-                try:
-                    watched[f"worker{i}"] = psutil.Process(process.pid)
-                except psutil.Error:
-                    pass
-            sampler = Sampler(watched)
-            for i in range(len(processes)):  # a worker's CPU starts at 0 when it is launched
-                sampler.series.setdefault(f"worker{i}", []).insert(0, (launched, 0.0))
-            sampler.start()
+            sampler = start_sampler(processes, others, launched)
             exits, timed_out = wait_all(processes, sampler, RUN_TIMEOUT_SECONDS)
             sampler.stop()
         finally:
