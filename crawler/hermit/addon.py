@@ -72,6 +72,10 @@ class Addon:
         from hermit.worker.redis_start_urls import RedisStartUrls
 
         settings.set_in_component_priority_dict("EXTENSIONS", RedisStartUrls, 0)
+        # Crawl-wide page and item counts in Redis, and the limits on them.
+        from hermit.worker.crawl_limits import CrawlLimits
+
+        settings.set_in_component_priority_dict("EXTENSIONS", CrawlLimits, 0)
         for name, value in DEFAULT_SETTINGS.items():
             settings.set(name, value, "default")
         # Scrapy creates the spider before it applies add-ons, so its name (the

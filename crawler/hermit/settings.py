@@ -83,6 +83,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # A drain (memory budget, SIGTERM) that takes longer than this ends at once, with
     # every lease still held returned to the queue.
     "HERMIT_DRAIN_TIMEOUT_SECONDS": 60.0,
+    # Crawl-wide limits (0 = none): once the crawl, over every worker and run, has
+    # fetched this many pages or scraped this many items, every worker stops.
+    "HERMIT_CRAWL_PAGECOUNT": 0,
+    "HERMIT_CRAWL_ITEMCOUNT": 0,
 }
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -161,6 +165,12 @@ SETTING_DOCS: dict[str, SettingDoc] = {
     "HERMIT_MEMORY_CHECK_SECONDS": SettingDoc("how often RSS is read"),
     "HERMIT_DRAIN_TIMEOUT_SECONDS": SettingDoc(
         "a drain (budget, SIGTERM) still running after this ends at once, leases returned (8)"),
+    "HERMIT_CRAWL_PAGECOUNT": SettingDoc(
+        "once the whole crawl (every worker, every run) has fetched this many pages, every worker stops "
+        "(finish reason `crawl_pagecount`) and what is queued stays queued; `CLOSESPIDER_PAGECOUNT` counts "
+        "per worker ([scrapy-compatibility](scrapy-compatibility.md#crawl-wide-limits))", "0 (none)"),
+    "HERMIT_CRAWL_ITEMCOUNT": SettingDoc(
+        "the same for items scraped (finish reason `crawl_itemcount`)", "0 (none)"),
 }
 
 #: DEFAULT_SETTINGS with their SETTING_DOCS, in order: what docs/settings.md lists first.
@@ -215,6 +225,25 @@ def memory_limits(settings: BaseSettings) -> MemoryLimits:
             f"HERMIT_MEMORY_BUDGET_BYTES ({limits.budget_bytes})"
         )
     return limits
+
+
+@dataclass(frozen=True)
+class CrawlLimitSettings:
+    """Crawl-wide limits; 0 = none."""
+
+    pagecount: int
+    itemcount: int
+
+
+def crawl_limits(settings: BaseSettings) -> CrawlLimitSettings:
+    """The crawl-wide limits, checked; raise InvalidSetting with a clear message."""
+    try:
+        return CrawlLimitSettings(
+            pagecount=_number(settings, "HERMIT_CRAWL_PAGECOUNT", int, 0),
+            itemcount=_number(settings, "HERMIT_CRAWL_ITEMCOUNT", int, 0),
+        )
+    except NotConfigured as exc:
+        raise InvalidSetting(str(exc)) from None
 
 
 def default_worker_id() -> str:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from scrapy.exceptions import NotConfigured
 
-from hermit.settings import InvalidSetting, WorkerConfig, memory_limits
+from hermit.settings import InvalidSetting, WorkerConfig, crawl_limits, memory_limits
 
 if TYPE_CHECKING:
     from scrapy import Spider
@@ -35,14 +35,15 @@ class UnknownSpider(LookupError):
 def check_settings(settings: BaseSettings, spider_name: str) -> None:
     """Raise :class:`InvalidSetting` naming the setting, its value and what is expected.
 
-    Checks every Hermit setting the scheduler and the memory budget read, the way
-    they read them, so a value they would refuse is refused here first.
+    Checks every Hermit setting the scheduler, the memory budget and the crawl-wide
+    limits read, the way they read them, so a value they would refuse is refused here first.
     """
     try:
         WorkerConfig.from_settings(settings, spider_name)
     except NotConfigured as exc:
         raise InvalidSetting(str(exc)) from None
     memory_limits(settings)
+    crawl_limits(settings)
 
 
 def find_spider(settings: BaseSettings, name: str) -> type[Spider]:

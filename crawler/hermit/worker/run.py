@@ -34,6 +34,9 @@ EXIT_MEMORY_HARD_LIMIT = 7
 EXIT_DRAIN_TIMEOUT = 8
 #: The finish reason of a spider closed by the memory budget.
 MEMORY_BUDGET_REASON = "memory_budget"
+#: The finish reasons of a worker stopped at a crawl-wide limit (HERMIT_CRAWL_PAGECOUNT,
+#: HERMIT_CRAWL_ITEMCOUNT): its part is done, like a worker whose crawl finished.
+CRAWL_LIMIT_REASONS = ("crawl_pagecount", "crawl_itemcount")
 
 
 @dataclass
@@ -141,7 +144,7 @@ def run_worker(options: WorkerOptions) -> int:
         logger.error("Worker failed: %s: %s", type(error).__name__, error)
         return EXIT_FAILED
     reason = crawler.stats.get_value("finish_reason") if crawler.stats else None
-    if reason == "finished":
+    if reason == "finished" or reason in CRAWL_LIMIT_REASONS:
         return EXIT_FINISHED
     if reason == MEMORY_BUDGET_REASON:
         return EXIT_MEMORY_BUDGET

@@ -3,6 +3,8 @@ Scrapy (the rows of docs/scrapy-compatibility.md)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 SPIDER = '''
@@ -133,3 +135,113 @@ def test_closespider_itemcount_is_per_worker_and_the_rest_stays_queued(scrapy_pr
     expected = {demo_site.url} | {f"{demo_site.url}p/{n}.html" for n in range(80)}
     assert set(urls) == expected
     assert len(urls) - len(expected) <= 4  # at most what the first had in flight is fetched again
+
+
+LIMITS_SPIDER = '''
+import re
+
+import scrapy
+from w3lib.url import url_query_cleaner
+
+
+class LimitsSpider(scrapy.Spider):
+    """One item per page, every page's links followed; with ``-a failing=1`` the callback
+    of every tenth page raises once its item and links are out (a spider error)."""
+
+    name = "limits"
+    failing = ""
+
+    async def start(self):
+        yield scrapy.Request(self.url)
+
+    def parse(self, response):
+        yield {"url": response.url}
+        for href in response.css("a[href*='/p/']::attr(href)").getall():
+            yield scrapy.Request(url_query_cleaner(response.urljoin(href), ("sid",), remove=True))
+        page = re.search(r"/p/(\\d+)\\.html$", response.url)
+        if self.failing and page and int(page[1]) % 4 == 1:
+            raise ValueError(f"page {page[1]} fails on purpose")
+'''
+
+#: CLOSESPIDER_* setting -> (first worker's settings, its finish reason, spider arguments).
+CLOSESPIDER_CASES = {
+    "pagecount": (("CLOSESPIDER_PAGECOUNT=10",), "closespider_pagecount", ()),
+    "errorcount": (("CLOSESPIDER_ERRORCOUNT=2",), "closespider_errorcount", ("-a", "failing=1")),
+    # The crawl's fleet-wide delay makes the whole site take far longer than the timeout.
+    "timeout": (("CLOSESPIDER_TIMEOUT=2", "DOWNLOAD_DELAY=0.25"), "closespider_timeout", ()),
+}
+
+
+@pytest.mark.parametrize("demo_site", [80], indirect=True)
+@pytest.mark.parametrize("case", sorted(CLOSESPIDER_CASES))
+def test_closespider_limits_are_per_worker_and_the_rest_stays_queued(scrapy_project, redis_url, demo_site, case):
+    limit_settings, reason, spider_args = CLOSESPIDER_CASES[case]
+    project = scrapy_project(
+        "limits", {"spiders/limits.py": LIMITS_SPIDER},
+        f'REDIS_URL = "{redis_url}"\nHERMIT_IDLE_CLOSE_SECONDS = 1\nCONCURRENT_REQUESTS = 2\n',
+    )
+    args = ("-a", f"url={demo_site.url}", *spider_args)
+    settings = [arg for setting in limit_settings for arg in ("-s", setting)]
+    first = project.crawl("limits", *args, "-o", "first.jsonl", *settings)
+    assert f"'finish_reason': '{reason}'" in first.stderr
+    expected = {demo_site.url} | {f"{demo_site.url}p/{n}.html" for n in range(80)}
+    assert 0 < len(project.feed("first.jsonl")) < len(expected) // 2, first.stderr[-3000:]
+    if case == "errorcount":
+        assert int(re.search(r"'spider_exceptions/ValueError': (\d+)", first.stderr)[1]) >= 2
+    # A second worker, without the limit, finishes the crawl from the shared queue.
+    second = project.crawl("limits", *args, "-o", "second.jsonl")
+    assert "'finish_reason': 'finished'" in second.stderr
+    urls = [i["url"] for i in project.feed("first.jsonl") + project.feed("second.jsonl")]
+    assert set(urls) == expected
+    assert len(urls) - len(expected) <= 4  # at most what the first had in flight is fetched again
+
+
+def stat(log: str, name: str) -> int:
+    """A stat from the dump Scrapy logs at the end (0 when absent)."""
+    match = re.search(rf"'{re.escape(name)}': (\d+)", log)
+    return int(match[1]) if match else 0
+
+
+@pytest.mark.parametrize("demo_site", [40], indirect=True)
+def test_http_cache_is_the_workers_directory_and_a_new_crawl_reads_it(scrapy_project, redis_url, demo_site, tmp_path):
+    project = scrapy_project(
+        "limits", {"spiders/limits.py": LIMITS_SPIDER},
+        f'REDIS_URL = "{redis_url}"\nHERMIT_IDLE_CLOSE_SECONDS = 1\nHTTPCACHE_ENABLED = True\n',
+    )
+    expected = {demo_site.url} | {f"{demo_site.url}p/{n}.html" for n in range(40)}
+
+    def crawl(crawl: str, cache: str, workers: int = 2) -> list[str]:
+        """The logs of *workers* workers of *crawl* run at once, each with HTTPCACHE_DIR *cache*."""
+        procs = [project.start("limits", "-a", f"url={demo_site.url}", "-o", f"{crawl}{i}.jsonl",
+                               "-s", f"HERMIT_CRAWL={crawl}", "-s", f"HTTPCACHE_DIR={tmp_path / cache}",
+                               log=tmp_path / f"{crawl}{i}.log") for i in range(workers)]
+        logs = []
+        for i, proc in enumerate(procs):
+            proc.wait(timeout=300)
+            logs.append((tmp_path / f"{crawl}{i}.log").read_text())
+            assert proc.returncode == 0, logs[-1][-3000:]
+        return logs
+
+    def items(crawl: str, workers: int = 2) -> list[str]:
+        return [item["url"] for i in range(workers) if (project.root / f"{crawl}{i}.jsonl").exists()
+                for item in project.feed(f"{crawl}{i}.jsonl")]
+
+    # Two workers on one machine share the project's cache directory.
+    first = crawl("first", "shared")
+    assert set(items("first")) == expected
+    assert sum(stat(log, "httpcache/store") for log in first) >= len(expected)
+    demo_site.stop()
+    # The same crawl again fetches nothing, not even from the cache: its Bloom filter
+    # has every URL (the start request too: it is not dont_filter).
+    again = crawl("first", "shared", workers=1)[0]
+    assert stat(again, "dupefilter/filtered") == 1 and stat(again, "httpcache/hit") == 0
+    assert "'item_scraped_count'" not in again
+    # A new crawl of the same site, the site down: every page comes from the cache.
+    second = crawl("second", "shared")
+    assert sorted(items("second")) == sorted(expected)  # every page once
+    assert sum(stat(log, "httpcache/hit") for log in second) == len(expected)
+    assert not any(stat(log, "httpcache/miss") or "downloader/exception_count" in log for log in second)
+    # A worker with a cache directory of its own (another machine, another pod) has none of it.
+    elsewhere = crawl("elsewhere", "elsewhere", workers=1)[0]
+    assert stat(elsewhere, "httpcache/miss") >= 1 and stat(elsewhere, "httpcache/hit") == 0
+    assert not items("elsewhere", workers=1)
