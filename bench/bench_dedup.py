@@ -3,7 +3,9 @@
 Measures, against one embedded Redis started here:
 
 - checks per second from one client: ``RedisBloomFilter.add_many`` in batches
-  (new and already-seen fingerprints, and read-only lookups), scrapy-redis'
+  (new and already-seen fingerprints, the two mixed as the demo crawl meets them,
+  and read-only lookups), for both kinds of filter: blocked (what new crawls get)
+  and classic (what crawls made before it keep); scrapy-redis'
   ``RFPDupeFilter.request_seen`` (one SADD round trip per request, and its own
   fingerprinting), and the usual naive Bloom-on-Redis recipe (k SETBITs per key in
   one pipelined round trip per key);
@@ -41,6 +43,7 @@ from scrapy_redis.dupefilter import RFPDupeFilter
 from benchlib import machine_info, write_report
 from hermit.dedup.bloom import (
     DEFAULT_BATCH_SIZE,
+    KINDS,
     RedisBloomFilter,
     bit_positions,
     fingerprint_hashes,
@@ -53,6 +56,10 @@ from hermit.redis_server import EmbeddedRedis
 logger = logging.getLogger(__name__)
 
 RESULTS = Path(__file__).parent / "results" / "dedup.json"
+
+# Of the links a crawl of the demo site checks, this many are new: 3,016 new for
+# 57,212 duplicates (docs/benchmarks.md). A crawl's checks are mostly of seen URLs.
+CRAWL_NEW_SHARE = 3016 / (3016 + 57212)
 
 
 def urls(prefix: str, count: int) -> list[str]:
@@ -87,15 +94,34 @@ class NaiveRedisBloom:
         return 0 in pipe.execute()
 
 
-def hermit_throughput(client: redis.Redis, capacity: int, keys: int, repeats: int) -> dict[str, float]:
-    """Median checks/s over *repeats* fresh filters of *capacity*, *keys* fingerprints each."""
-    runs: dict[str, list[float]] = {"add_new": [], "add_seen": [], "contains_fresh": [], "end_to_end": []}
+def crawl_mix(seen: list[bytes], new: list[bytes]) -> list[bytes]:
+    """*new* spread evenly through *seen*, as a crawl meets them."""
+    every = max(1, len(seen) // max(1, len(new)))
+    fresh = iter(new)
+    out: list[bytes] = []
+    for i, fingerprint in enumerate(seen):
+        out.append(fingerprint)
+        if i % every == every - 1:
+            following = next(fresh, None)
+            if following is not None:
+                out.append(following)
+    return out
+
+
+def hermit_throughput(client: redis.Redis, capacity: int, keys: int, repeats: int,
+                      kind: str) -> dict[str, float]:
+    """Median checks/s over *repeats* fresh filters of *kind* and *capacity*, *keys*
+    fingerprints each."""
+    runs: dict[str, list[float]] = {"add_new": [], "add_seen": [], "add_crawl_mix": [],
+                                    "contains_fresh": [], "end_to_end": []}
     for r in range(repeats):
-        bloom = RedisBloomFilter(client, CrawlKeys(f"bench-speed-{r}"), capacity=capacity)
+        bloom = RedisBloomFilter(client, CrawlKeys(f"bench-speed-{kind}-{r}"), capacity=capacity, kind=kind)
         bloom.add_many(fingerprints("warm", 10))  # creates and allocates the filter
         batch = fingerprints(f"speed{r}", keys)
         runs["add_new"].append(rate(keys, lambda: bloom.add_many(batch)))
         runs["add_seen"].append(rate(keys, lambda: bloom.add_many(batch)))
+        mixed = crawl_mix(batch, fingerprints(f"mixed{r}", round(keys * CRAWL_NEW_SHARE)))
+        runs["add_crawl_mix"].append(rate(len(mixed), lambda: bloom.add_many(mixed)))
         fresh = fingerprints(f"fresh{r}", keys)
         runs["contains_fresh"].append(rate(keys, lambda: bloom.contains_many(fresh)))
         # As a worker does it: Scrapy's fingerprinter on new Request objects, then dedup.
@@ -128,8 +154,9 @@ def naive_throughput(client: redis.Redis, capacity: int, keys: int, error_ratio:
 
 # Where Hermit's check-and-set time goes, measured inside Redis: a Lua loop that makes
 # k pseudo-random bit positions per key and, depending on ARGV[4], sets nothing (0),
-# sets each key's k bits in one BITFIELD call (1), or groups the SETs of ARGV[4] keys
-# into one BITFIELD call (as many as Lua's unpack() takes).
+# sets each key's k bits in one BITFIELD call (1), groups the SETs of ARGV[4] keys
+# into one BITFIELD call (as many as Lua's unpack() takes), or (-1) reads one
+# 1 KB block per key with GETRANGE, what a blocked filter's check costs at least.
 _BITFIELD_FLOOR = """
 local n, k, bits, group = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local seed, args, c = 12345, {}, 0
@@ -139,7 +166,11 @@ for i = 1, n do
     args[c + 1], args[c + 2], args[c + 3], args[c + 4] = 'SET', 'u1', seed % bits, '1'
     c = c + 4
   end
-  if group == 0 then
+  if group == -1 then
+    local start = (seed % (bits - 8192)) / 8
+    redis.call('GETRANGE', KEYS[1], start - start % 1, start - start % 1 + 1023)
+    c = 0
+  elseif group == 0 then
     c = 0
   elseif i % group == 0 or i == n then
     redis.call('BITFIELD', KEYS[1], unpack(args, 1, c))
@@ -151,22 +182,26 @@ return n
 
 
 def bitfield_floor(client: redis.Redis, capacity: int, error_ratio: float, keys: int) -> dict[str, float]:
-    """Keys/s of the bare Lua loop, of one BITFIELD per key, and of 100 keys per BITFIELD."""
+    """Keys/s of the bare Lua loop, of one BITFIELD per key, of 100 keys per BITFIELD,
+    and of one 1 KB GETRANGE per key."""
     bits, hashes = layer_sizing(capacity, layer_error_ratio(error_ratio, 0))
     client.execute_command("BITFIELD", "bench:floor", "SET", "u1", bits - 1, 0)
     script = client.register_script(_BITFIELD_FLOOR)
     per_call = 2000
     result = {}
-    for name, group in (("lua_positions_only", 0), ("bitfield_per_key", 1), ("bitfield_100_keys_per_call", 100)):
+    for name, group in (("lua_positions_only", 0), ("bitfield_per_key", 1), ("bitfield_100_keys_per_call", 100),
+                        ("getrange_1kb_per_key", -1)):
         result[name] = rate(keys, lambda: [script(keys=["bench:floor"], args=[per_call, hashes, bits, group])
                                            for _ in range(keys // per_call)])
     client.delete("bench:floor")
     return result
 
 
-def memory_and_false_positives(client: redis.Redis, urls_count: int, error_ratio: float) -> dict[str, float]:
-    """Fill a filter of capacity *urls_count* to capacity; same URLs as a scrapy-redis SET."""
-    bloom = RedisBloomFilter(client, CrawlKeys("bench-memory"), capacity=urls_count, error_ratio=error_ratio)
+def memory_and_false_positives(client: redis.Redis, urls_count: int, error_ratio: float,
+                               kind: str) -> dict[str, float]:
+    """Fill a filter of *kind* and capacity *urls_count* to capacity; same URLs as a scrapy-redis SET."""
+    bloom = RedisBloomFilter(client, CrawlKeys("bench-memory"), capacity=urls_count, error_ratio=error_ratio,
+                             kind=kind)
     members = fingerprints("member", urls_count)
     bloom.add_many(members)
     info = bloom.info()
@@ -187,6 +222,7 @@ def memory_and_false_positives(client: redis.Redis, urls_count: int, error_ratio
     bloom.delete()
     return {
         "urls": urls_count,
+        "kind": kind,
         "hermit_items": info.items,
         "hermit_layers": info.layers,
         "hermit_logical_bits_per_url": info.bits / info.items,
@@ -202,23 +238,31 @@ def memory_and_false_positives(client: redis.Redis, urls_count: int, error_ratio
 
 
 def print_table(report: dict, console: Console) -> None:
-    t, m, r = report["throughput_per_second"], report["memory"], report["ratios"]
+    t, r = report["throughput_per_second"], report["ratios"]
+    blocked, classic = report["memory"]["blocked"], report["memory"]["classic"]
     table = Table(title=f"Dedup on {report['redis_server']}, target error ratio {report['params']['error_ratio']:g}")
-    for name in ("measure", "Hermit", "scrapy-redis", "naive Bloom", "vs scrapy-redis", "vs naive"):
+    for name in ("measure", "Hermit blocked", "Hermit classic", "scrapy-redis", "naive Bloom",
+                 "blocked vs classic", "blocked vs scrapy-redis"):
         table.add_column(name, justify="left" if name == "measure" else "right")
-    table.add_row("checks/s, new URLs", f"{t['hermit_add_new']:,.0f}", f"{t['scrapy_redis_request_seen_new']:,.0f}",
-                  f"{t['naive_bloom_add']:,.0f}", f"{r['hermit_vs_scrapy_redis_checks']:.1f}x",
-                  f"{r['hermit_vs_naive_bloom_checks']:.1f}x")
-    table.add_row("checks/s, seen URLs", f"{t['hermit_add_seen']:,.0f}",
-                  f"{t['scrapy_redis_request_seen_seen']:,.0f}", "", "", "")
-    table.add_row("read-only lookups/s", f"{t['hermit_contains_fresh']:,.0f}", "", "", "", "")
-    table.add_row("checks/s with Scrapy fingerprinting", f"{t['hermit_end_to_end']:,.0f}",
-                  f"{t['scrapy_redis_request_seen_new']:,.0f}", "",
-                  f"{t['hermit_end_to_end'] / t['scrapy_redis_request_seen_new']:.1f}x", "")
-    table.add_row("bits per URL (MEMORY USAGE)", f"{m['hermit_bits_per_url']:.1f}",
-                  f"{m['scrapy_redis_bits_per_url']:.0f}", "",
-                  f"1/{r['scrapy_redis_vs_hermit_bits_per_url']:.0f}", "")
-    table.add_row("false-positive ratio, full", f"{m['measured_false_positive_ratio']:.2e}", "0", "", "", "")
+    sr_new, sr_seen = t["scrapy_redis_request_seen_new"], t["scrapy_redis_request_seen_seen"]
+    for label, key, reference in (("checks/s, new URLs", "add_new", sr_new),
+                                  ("checks/s, seen URLs", "add_seen", sr_seen),
+                                  (f"checks/s, crawl mix ({CRAWL_NEW_SHARE:.0%} new)", "add_crawl_mix", sr_seen),
+                                  ("read-only lookups/s", "contains_fresh", None),
+                                  ("checks/s with Scrapy fingerprinting", "end_to_end", sr_new)):
+        b, c = t[f"hermit_blocked_{key}"], t[f"hermit_classic_{key}"]
+        table.add_row(label, f"{b:,.0f}", f"{c:,.0f}",
+                      f"{reference:,.0f}" if reference and key != "add_crawl_mix" else "",
+                      f"{t['naive_bloom_add']:,.0f}" if key == "add_new" else "",
+                      f"{b / c:.2f}x", f"{b / reference:.1f}x" if reference else "")
+    table.add_row("bits per URL (logical)", f"{blocked['hermit_logical_bits_per_url']:.2f}",
+                  f"{classic['hermit_logical_bits_per_url']:.2f}", "", "", "", "")
+    table.add_row("bits per URL (MEMORY USAGE)", f"{blocked['hermit_bits_per_url']:.2f}",
+                  f"{classic['hermit_bits_per_url']:.2f}", f"{blocked['scrapy_redis_bits_per_url']:.0f}", "", "",
+                  f"1/{r['scrapy_redis_vs_hermit_bits_per_url']:.0f}")
+    table.add_row(f"false-positive ratio, full ({blocked['fresh_lookups']:,} fresh)",
+                  f"{blocked['measured_false_positive_ratio']:.2e}",
+                  f"{classic['measured_false_positive_ratio']:.2e}", "0", "", "", "")
     console.print(table)
     console.print(
         "Hermit and naive rows get precomputed fingerprints; scrapy-redis' request_seen always computes"
@@ -229,8 +273,8 @@ def print_table(report: dict, console: Console) -> None:
     console.print(
         f"Inside Redis, a Lua loop making the positions alone runs {f['lua_positions_only']:,.0f} keys/s;"
         f" setting each key's bits with one BITFIELD: {f['bitfield_per_key']:,.0f}/s; the SETs of 100 keys"
-        f" in one BITFIELD: {f['bitfield_100_keys_per_call']:,.0f}/s. The time goes to each bit set, not"
-        " to each call."
+        f" in one BITFIELD: {f['bitfield_100_keys_per_call']:,.0f}/s; reading one 1 KB block per key:"
+        f" {f['getrange_1kb_per_key']:,.0f}/s."
     )
 
 
@@ -255,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         info = client.info("server")
         server_name = f"{'valkey' if 'valkey_version' in info else 'redis'} {info.get('valkey_version') or info['redis_version']}"
         console.print(f"{server_name} on {server.url}; measuring...")
-        hermit = hermit_throughput(client, args.urls, args.speed_keys, args.repeats)
+        hermit = {kind: hermit_throughput(client, args.urls, args.speed_keys, args.repeats, kind)
+                  for kind in KINDS}
         console.print(f"  hermit: {hermit}")
         scrapy_redis = scrapy_redis_throughput(client, args.scrapy_redis_keys)
         console.print(f"  scrapy-redis: {scrapy_redis}")
@@ -263,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"  naive: {naive:,.0f}/s")
         floor = bitfield_floor(client, args.urls, args.error_ratio, args.speed_keys)
         console.print(f"  Redis floor: {floor}")
-        memory = memory_and_false_positives(client, args.urls, args.error_ratio)
+        memory = {kind: memory_and_false_positives(client, args.urls, args.error_ratio, kind) for kind in KINDS}
         client.close()
 
     report = {
@@ -272,11 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "params": {"capacity": args.urls, "error_ratio": args.error_ratio, "speed_keys": args.speed_keys,
                    "repeats": args.repeats, "scrapy_redis_keys": args.scrapy_redis_keys,
                    "naive_keys": args.naive_keys, "batch_size": DEFAULT_BATCH_SIZE},
+        "crawl_new_share": CRAWL_NEW_SHARE,
         "throughput_per_second": {
-            "hermit_add_new": hermit["add_new"],
-            "hermit_add_seen": hermit["add_seen"],
-            "hermit_contains_fresh": hermit["contains_fresh"],
-            "hermit_end_to_end": hermit["end_to_end"],
+            **{f"hermit_{kind}_{name}": value for kind in KINDS for name, value in hermit[kind].items()},
             "scrapy_redis_request_seen_new": scrapy_redis["request_seen_new"],
             "scrapy_redis_request_seen_seen": scrapy_redis["request_seen_seen"],
             "scrapy_redis_fingerprint_only": scrapy_redis["fingerprint_only"],
@@ -290,10 +333,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "redis_floor_keys_per_second": floor,
         "memory": memory,
         "ratios": {
-            "hermit_vs_scrapy_redis_checks": hermit["add_new"] / scrapy_redis["request_seen_new"],
-            "hermit_vs_naive_bloom_checks": hermit["add_new"] / naive,
+            "blocked_vs_classic_new": hermit["blocked"]["add_new"] / hermit["classic"]["add_new"],
+            "blocked_vs_classic_seen": hermit["blocked"]["add_seen"] / hermit["classic"]["add_seen"],
+            "blocked_vs_classic_crawl_mix":
+                hermit["blocked"]["add_crawl_mix"] / hermit["classic"]["add_crawl_mix"],
+            "hermit_vs_scrapy_redis_checks": hermit["blocked"]["add_new"] / scrapy_redis["request_seen_new"],
+            "hermit_vs_naive_bloom_checks": hermit["blocked"]["add_new"] / naive,
             "scrapy_redis_vs_hermit_bits_per_url":
-                memory["scrapy_redis_bits_per_url"] / memory["hermit_bits_per_url"],
+                memory["blocked"]["scrapy_redis_bits_per_url"] / memory["blocked"]["hermit_bits_per_url"],
         },
     }
     write_report(report, args.out)

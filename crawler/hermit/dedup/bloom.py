@@ -1,5 +1,11 @@
 """A scalable Bloom filter in Redis bitmaps, for request fingerprints.
 
+Two kinds (``bloom.lua`` describes both): ``blocked``, what new filters are, keeps
+all of a fingerprint's bits in one 8192-bit block, so a check reads one block and a
+new fingerprint writes only its bits still 0; ``classic``, what filters made before
+it are, scatters them over the whole layer. The kind is stored with the filter, and
+whoever opens it later uses that kind, whatever they asked for.
+
 The filter logic is Lua (``bloom.lua``), so a whole batch of check-and-sets is one
 atomic script call: two workers can never both see one URL as new. The request
 queue prepends the same snippet to its push script, making dedup and push one step.
@@ -35,10 +41,13 @@ logger = logging.getLogger(__name__)
 
 BLOOM_LUA = resources.files("hermit.dedup").joinpath("bloom.lua").read_text()
 
-# Must match BLOOM_HEADROOM and BLOOM_TIGHTENING in bloom.lua (a filter stores the
-# values it was made with).
+# Must match BLOOM_HEADROOM, BLOOM_BLOCKED_HEADROOM, BLOOM_TIGHTENING and
+# BLOOM_BLOCK_BITS in bloom.lua (a filter stores the values it was made with).
 HEADROOM = 0.75
+BLOCKED_HEADROOM = 0.85
 TIGHTENING = 0.1
+BLOCK_BITS = 8192
+KINDS = ("blocked", "classic")
 
 # Fingerprints per script call: ~10-25 ms of Redis time; larger batches are no faster.
 DEFAULT_BATCH_SIZE = 2000
@@ -46,13 +55,13 @@ DEFAULT_BATCH_SIZE = 2000
 _FINGERPRINT_BYTES = 20  # Scrapy's request fingerprints are SHA1 digests
 _HASH_BYTES = 6  # each of h1, h2: 48 bits, so h1 + j*h2 stays exact in Lua doubles
 
-# ARGV: capacity, error ratio, growth, max chunk bits, then 12 bytes per fingerprint
-# (h1 and h2 big-endian) in one string, which is cheaper to send and parse than two
-# decimal numbers each. Returns one character per fingerprint, '1' = new.
+# ARGV: capacity, error ratio, growth, max chunk bits, kind, then 12 bytes per
+# fingerprint (h1 and h2 big-endian) in one string, which is cheaper to send and
+# parse than two decimal numbers each. Returns one character per fingerprint, '1' = new.
 _ADD_SCRIPT = """
 local bloom = bloom_open(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
-  tonumber(ARGV[4]))
-local packed, out = ARGV[5], {}
+  tonumber(ARGV[4]), ARGV[5])
+local packed, out = ARGV[6], {}
 for offset = 1, #packed, 12 do
   out[#out + 1] = bloom_add(bloom, bloom_hashes(packed, offset))
 end
@@ -128,9 +137,54 @@ def layer_sizing(capacity: int, error_ratio: float) -> tuple[int, int]:
     return bits, hashes
 
 
-def layer_error_ratio(error_ratio: float, layer: int) -> float:
-    """The error ratio layer *layer* (0-based) is sized for, in a filter targeting *error_ratio*."""
-    return error_ratio * HEADROOM * (1 - TIGHTENING) * TIGHTENING**layer
+def layer_error_ratio(error_ratio: float, layer: int, kind: str = "classic") -> float:
+    """The error ratio layer *layer* (0-based) is sized for, in a filter of *kind*
+    targeting *error_ratio*."""
+    headroom = BLOCKED_HEADROOM if kind == "blocked" else HEADROOM
+    return error_ratio * headroom * (1 - TIGHTENING) * TIGHTENING**layer
+
+
+def blocked_error_ratio(block_bits: int, load: float, hashes: int) -> float:
+    """The false-positive ratio of a blocked layer whose blocks hold *load* keys on
+    average (a Poisson number each), *hashes* bits per key: the sum over L of
+    ``P(L) * (1 - (1 - 1/block_bits)**(hashes*L))**hashes``. Mirrors bloom.lua."""
+    if load <= 0:
+        return 0.0
+    log_load, log_p = math.log(load), -load
+    log_keep = hashes * math.log(1 - 1 / block_bits)
+    total = 0.0
+    for keys in range(math.ceil(load + 12 * math.sqrt(load) + 20) + 1):
+        if keys > 0:
+            log_p = log_p + log_load - math.log(keys)
+        total = total + math.exp(log_p) * (1 - math.exp(log_keep * keys)) ** hashes
+    return total
+
+
+def _blocked_best(block_bits: int, bits_per_key: float) -> tuple[float, int]:
+    load = block_bits / bits_per_key
+    around = math.floor(bits_per_key * math.log(2) + 0.5)
+    best_ratio, best_hashes = 2.0, 1
+    for hashes in range(max(1, around - 4), around + 2):
+        ratio = blocked_error_ratio(block_bits, load, hashes)
+        if ratio < best_ratio:
+            best_ratio, best_hashes = ratio, hashes
+    return best_ratio, best_hashes
+
+
+def blocked_layer_sizing(capacity: int, error_ratio: float, block_bits: int = BLOCK_BITS) -> tuple[int, int]:
+    """``(bits, hashes)`` of a blocked layer: the least bits per key (to 1/1024 bit)
+    whose best k meets *error_ratio*, in whole blocks. Mirrors bloom.lua."""
+    low, high = 1.0, 8.0
+    while _blocked_best(block_bits, high)[0] > error_ratio:
+        low, high = high, high * 2
+    while high - low > 1 / 1024:
+        middle = (low + high) / 2
+        if _blocked_best(block_bits, middle)[0] > error_ratio:
+            low = middle
+        else:
+            high = middle
+    hashes = _blocked_best(block_bits, high)[1]
+    return math.ceil(capacity * high / block_bits) * block_bits, hashes
 
 
 def bit_positions(h1: int, h2: int, bits: int, hashes: int) -> list[int]:
@@ -149,11 +203,26 @@ def bit_positions(h1: int, h2: int, bits: int, hashes: int) -> list[int]:
     return out
 
 
+def block_bit_positions(h1: int, h2: int, bits: int, hashes: int, block_bits: int) -> list[int]:
+    """The bits (in the layer) a fingerprint sets in a blocked layer of *bits* bits:
+    all in block ``h1 mod blocks``, at ``a + j*b + c*j*(j-1)/2 mod block_bits`` with
+    ``a``, ``b``, ``c`` cut from ``h2 // 2``. Mirrors ``bloom_blocked_probe``."""
+    block = h1 % (bits // block_bits)
+    rest = h2 // 2
+    a, rest = rest % block_bits, rest // block_bits
+    b, c = rest % block_bits, (rest // block_bits) % block_bits
+    out, position, step = [], a, b
+    for _ in range(hashes):
+        out.append(block * block_bits + position)
+        position, step = (position + step) % block_bits, (step + c) % block_bits
+    return out
+
+
 @dataclass(frozen=True)
 class BloomLayer:
     """One layer: ``capacity`` (items), ``error_ratio`` (what it is sized for when
-    full), ``bits``, ``hashes`` (k), ``chunk_bits`` (bits per chunk key) and ``items``
-    (new fingerprints it took)."""
+    full), ``bits``, ``hashes`` (k), ``chunk_bits`` (bits per chunk key), ``items``
+    (new fingerprints it took) and ``block_bits`` (0 for a classic layer)."""
 
     capacity: int
     error_ratio: float
@@ -161,6 +230,7 @@ class BloomLayer:
     hashes: int
     chunk_bits: int
     items: int
+    block_bits: int = 0
 
     @property
     def chunks(self) -> int:
@@ -168,7 +238,11 @@ class BloomLayer:
 
     @property
     def estimated_false_positive_ratio(self) -> float:
-        """``(1 - e^(-k n / m))^k`` for the items it holds now."""
+        """For the items it holds now: ``(1 - e^(-k n / m))^k`` (classic), or
+        :func:`blocked_error_ratio` at the mean load per block (blocked)."""
+        if self.block_bits:
+            load = self.items / (self.bits / self.block_bits)
+            return blocked_error_ratio(self.block_bits, load, self.hashes)
         return (1 - math.exp(-self.hashes * self.items / self.bits)) ** self.hashes
 
 
@@ -180,7 +254,7 @@ class BloomInfo:
     before another is added; ``bits``/``bytes``: bitmap size (Redis allocates a
     little more); ``fill_ratio`` = items / capacity; ``estimated_false_positive_ratio``:
     the chance a fresh fingerprint is reported as seen now, over all layers;
-    ``error_ratio``: the target it never exceeds.
+    ``error_ratio``: the target it never exceeds; ``kind``: ``blocked`` or ``classic``.
     """
 
     layers: int
@@ -192,6 +266,7 @@ class BloomInfo:
     estimated_false_positive_ratio: float
     error_ratio: float
     layer_details: tuple[BloomLayer, ...]
+    kind: str = "blocked"
 
 
 class RedisBloomFilter:
@@ -206,7 +281,8 @@ class RedisBloomFilter:
     - ``max_chunk_bits``: largest bitmap key in bits (default and maximum 2**32,
       Redis' 512 MB string limit);
     - ``batch_size``: fingerprints per script call (default 2000). A script blocks
-      Redis while it runs (~5-13 µs per fingerprint); larger batches are no faster.
+      Redis while it runs (~3-10 µs per fingerprint); larger batches are no faster;
+    - ``kind``: ``blocked`` (default) or ``classic``, for a filter made now.
     """
 
     def __init__(
@@ -219,6 +295,7 @@ class RedisBloomFilter:
         growth: int = 2,
         max_chunk_bits: int = 2**32,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        kind: str = "blocked",
     ) -> None:
         if capacity < 1:
             raise ValueError(f"Bloom capacity must be at least 1, not {capacity}")
@@ -230,6 +307,8 @@ class RedisBloomFilter:
             raise ValueError(f"Bloom max chunk bits must be in [8, 2**32], not {max_chunk_bits}")
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, not {batch_size}")
+        if kind not in KINDS:
+            raise ValueError(f"Bloom filter kind must be one of {KINDS}, not {kind!r}")
         self.client = client
         self.keys = keys
         self.capacity = int(capacity)
@@ -237,6 +316,7 @@ class RedisBloomFilter:
         self.growth = int(growth)
         self.max_chunk_bits = int(max_chunk_bits)
         self.batch_size = batch_size
+        self.kind = kind
         self._add = client.register_script(BLOOM_LUA + _ADD_SCRIPT)
         self._contains = client.register_script(BLOOM_LUA + _CONTAINS_SCRIPT)
         self._delete = client.register_script(_DELETE_SCRIPT)
@@ -255,7 +335,7 @@ class RedisBloomFilter:
         Each batch of ``batch_size`` is one script call.
         """
         result: list[bool] = []
-        params = [self.capacity, repr(self.error_ratio), self.growth, self.max_chunk_bits]
+        params = [self.capacity, repr(self.error_ratio), self.growth, self.max_chunk_bits, self.kind]
         for packed in self._batches(fingerprints):
             reply = self._add(keys=[self.keys.bloom_meta], args=[*params, packed])
             result.extend(flag == 0x31 for flag in reply)  # b"1"
@@ -282,12 +362,13 @@ class RedisBloomFilter:
         if not raw:
             return None
         meta = {k.decode(): v.decode() for k, v in raw.items()}
+        block_bits = int(meta.get("block_bits", 0))
         layers = tuple(
             BloomLayer(
                 capacity=int(meta[f"capacity:{i}"]), error_ratio=float(meta[f"error_ratio:{i}"]),
                 bits=int(meta[f"bits:{i}"]),
                 hashes=int(meta[f"hashes:{i}"]), chunk_bits=int(meta[f"chunk_bits:{i}"]),
-                items=int(meta[f"count:{i}"]),
+                items=int(meta[f"count:{i}"]), block_bits=block_bits,
             )
             for i in range(int(meta["layers"]))
         )
@@ -302,6 +383,7 @@ class RedisBloomFilter:
             fill_ratio=items / capacity if capacity else 0.0,
             estimated_false_positive_ratio=1 - all_layers_negative,
             error_ratio=float(meta["error_ratio"]), layer_details=layers,
+            kind="blocked" if block_bits else "classic",
         )
 
     def chunk_keys(self) -> list[str]:

@@ -138,6 +138,8 @@ def _format_info(crawl: str, info: BloomInfo, memory_bytes: int) -> list[str]:
     lines = [
         f"crawl           {crawl}",
         f"items           {info.items:,} of {info.capacity:,} (fill {info.fill_ratio:.1%})",
+        f"kind            {info.kind}"
+        + (f" ({info.layer_details[0].block_bits}-bit blocks)" if info.kind == "blocked" else ""),
         f"layers          {info.layers}",
         f"bits            {info.bits:,} ({info.bytes / 1e6:.2f} MB; {memory_bytes / 1e6:.2f} MB in Redis"
         + (f", {memory_bytes * 8 / info.items:.1f} bits per item now)" if info.items else ")"),

@@ -169,12 +169,14 @@ class QueueStatus:
 
 @dataclass(frozen=True)
 class BloomSettings:
-    """How the crawl's Bloom filter is sized when it is first created."""
+    """How the crawl's Bloom filter is made when it is first created (its kind:
+    ``blocked`` or ``classic``, see hermit.dedup.bloom)."""
 
     capacity: int = 1_000_000
     error_ratio: float = 1e-4
     growth: int = 2
     max_chunk_bits: int = 2**32
+    kind: str = "blocked"
 
 
 class _KeyList:
@@ -251,7 +253,7 @@ class RedisRequestQueue:
         s = self.bloom_settings
         return RedisBloomFilter(
             self.client, self.keys, capacity=s.capacity, error_ratio=s.error_ratio,
-            growth=s.growth, max_chunk_bits=s.max_chunk_bits,
+            growth=s.growth, max_chunk_bits=s.max_chunk_bits, kind=s.kind,
         )
 
     def push_many(self, requests: Sequence[QueuedRequest], client: redis.Redis | None = None) -> list[int]:
@@ -272,7 +274,8 @@ class RedisRequestQueue:
             k.bloom_meta,
         ])
         args: list[object] = [
-            self.order, s.capacity, repr(s.error_ratio), s.growth, s.max_chunk_bits, self.politeness.concurrency,
+            self.order, s.capacity, repr(s.error_ratio), s.growth, s.max_chunk_bits, s.kind,
+            self.politeness.concurrency,
         ]
         for request in requests:
             if request.fingerprint is None:

@@ -14,9 +14,13 @@ from scrapy import Request
 from scrapy.utils.request import RequestFingerprinter
 
 from hermit.dedup.bloom import (
+    BLOCK_BITS,
     BLOOM_LUA,
     RedisBloomFilter,
     bit_positions,
+    block_bit_positions,
+    blocked_error_ratio,
+    blocked_layer_sizing,
     fingerprint_hashes,
     layer_error_ratio,
     layer_sizing,
@@ -24,6 +28,26 @@ from hermit.dedup.bloom import (
 from hermit.keys import CrawlKeys
 
 KEYS = CrawlKeys("bloomtest")
+
+# Both kinds of filter: blocked (new filters) and classic (filters made before).
+both_kinds = pytest.mark.parametrize("kind", ["blocked", "classic"])
+
+
+def expected_sizing(kind: str, capacity: int, error_ratio: float, layer: int = 0,
+                    block_bits: int = BLOCK_BITS) -> tuple[int, int]:
+    """(bits, hashes) Python computes for layer *layer* of a filter of *kind*."""
+    ratio = layer_error_ratio(error_ratio, layer, kind)
+    if kind == "blocked":
+        return blocked_layer_sizing(capacity, ratio, block_bits)
+    return layer_sizing(capacity, ratio)
+
+
+def positions(kind: str, fingerprint: bytes, layer) -> list[int]:
+    """The bits *fingerprint* sets in *layer*, as Python computes them."""
+    h1, h2 = fingerprint_hashes(fingerprint)
+    if kind == "blocked":
+        return block_bit_positions(h1, h2, layer.bits, layer.hashes, layer.block_bits)
+    return bit_positions(h1, h2, layer.bits, layer.hashes)
 
 
 def fps(prefix: str, count: int, start: int = 0) -> list[bytes]:
@@ -38,13 +62,45 @@ def test_layer_sizing_follows_the_formulas():
     assert layer_sizing(1, 0.5)[1] >= 1
 
 
-def test_first_layer_costs_at_most_20_bits_per_item_and_layers_sum_below_the_target():
-    for capacity in (1_000, 1_000_000, 10**9):
-        bits, _ = layer_sizing(capacity, layer_error_ratio(1e-4, 0))
-        assert bits / capacity <= 20.0 + 1 / capacity
+@both_kinds
+def test_first_layer_costs_at_most_20_bits_per_item_and_layers_sum_below_the_target(kind):
+    for capacity in (1_000_000, 10**9):
+        bits, _ = expected_sizing(kind, capacity, 1e-4)
+        assert bits / capacity <= 20.0
     # However many layers there are, their error ratios add up to less than the target.
-    assert sum(layer_error_ratio(1e-4, i) for i in range(60)) < 1e-4
-    assert layer_error_ratio(1e-4, 1) < layer_error_ratio(1e-4, 0) / 5
+    assert sum(layer_error_ratio(1e-4, i, kind) for i in range(60)) < 1e-4
+    assert layer_error_ratio(1e-4, 1, kind) < layer_error_ratio(1e-4, 0, kind) / 5
+
+
+def test_blocked_sizing_meets_its_ratio_with_the_least_bits():
+    for ratio in (1e-2, 1e-4, 1e-6):
+        bits, hashes = blocked_layer_sizing(10**6, ratio)
+        assert bits % BLOCK_BITS == 0
+        load = 10**6 / (bits / BLOCK_BITS)
+        assert blocked_error_ratio(BLOCK_BITS, load, hashes) <= ratio
+        # A hundredth of a bit per key less misses it, whatever k.
+        thinner = BLOCK_BITS / (bits / 10**6 - 0.01)
+        assert min(blocked_error_ratio(BLOCK_BITS, thinner, k) for k in range(1, 40)) > ratio
+    # Blocks cost more than the classic layout's formula, but not much.
+    classic_bits, _ = layer_sizing(10**6, 1e-4)
+    assert classic_bits < blocked_layer_sizing(10**6, 1e-4)[0] < 1.1 * classic_bits
+
+
+def test_blocked_error_ratio_matches_a_simulation():
+    """The Poisson formula against blocks filled at random, in Python."""
+    import random
+    rng = random.Random(7)
+    block_bits, hashes, blocks, keys = 1024, 8, 200, 200 * 64
+    filled = [set() for _ in range(blocks)]
+    for _ in range(keys):
+        filled[rng.randrange(blocks)].update(rng.randrange(block_bits) for _ in range(hashes))
+    trials = 200_000
+    hits = 0
+    for _ in range(trials):
+        bits = filled[rng.randrange(blocks)]
+        hits += all(rng.randrange(block_bits) in bits for _ in range(hashes))
+    expected = blocked_error_ratio(block_bits, keys / blocks, hashes)
+    assert abs(hits / trials - expected) < 0.15 * expected
 
 
 def test_fingerprint_hashes_are_48_bit_and_h2_odd():
@@ -76,8 +132,23 @@ def test_bit_positions_are_double_hashing(h1, half, bits, hashes):
         assert positions == [(h1 + j) % bits for j in range(hashes)]
 
 
-def test_add_then_seen_and_duplicates_within_a_batch(redis_client):
-    bloom = RedisBloomFilter(redis_client, KEYS, capacity=1000)
+@given(st.integers(0, 2**48 - 1), st.integers(0, 2**47 - 1), st.integers(1, 1000),
+       st.sampled_from([8, 1024, 8192]), st.integers(1, 30))
+def test_block_bit_positions_stay_in_their_block(h1, half, blocks, block_bits, hashes):
+    h2 = 2 * half + 1
+    found = block_bit_positions(h1, h2, blocks * block_bits, hashes, block_bits)
+    block = h1 % blocks
+    assert len(found) == hashes
+    assert all(block * block_bits <= p < (block + 1) * block_bits for p in found)
+    rest = half
+    a, b, c = rest % block_bits, (rest // block_bits) % block_bits, (rest // block_bits**2) % block_bits
+    assert [p - block * block_bits for p in found] == [
+        (a + j * b + c * j * (j - 1) // 2) % block_bits for j in range(hashes)]
+
+
+@both_kinds
+def test_add_then_seen_and_duplicates_within_a_batch(redis_client, kind):
+    bloom = RedisBloomFilter(redis_client, KEYS, capacity=1000, kind=kind)
     a, b = fps("a", 2)
     assert bloom.add_many([a, b, a]) == [True, True, False]
     assert bloom.add_many([b, a]) == [False, False]
@@ -86,6 +157,7 @@ def test_add_then_seen_and_duplicates_within_a_batch(redis_client):
     assert bloom.add_many([]) == [] and bloom.contains_many([]) == []
     info = bloom.info()
     assert info is not None and info.items == 3 and info.layers == 1 and info.capacity == 1000
+    assert info.kind == kind
 
 
 def test_contains_on_a_missing_filter_writes_nothing(redis_client):
@@ -95,8 +167,9 @@ def test_contains_on_a_missing_filter_writes_nothing(redis_client):
     assert redis_client.keys("*") == []
 
 
-def test_batches_larger_than_one_script_call(redis_client):
-    bloom = RedisBloomFilter(redis_client, KEYS, capacity=5000, batch_size=700)
+@both_kinds
+def test_batches_larger_than_one_script_call(redis_client, kind):
+    bloom = RedisBloomFilter(redis_client, KEYS, capacity=5000, batch_size=700, kind=kind)
     items = fps("b", 3000)
     assert all(bloom.add_many(items))
     assert bloom.contains_many(items) == [True] * 3000
@@ -104,39 +177,47 @@ def test_batches_larger_than_one_script_call(redis_client):
     assert bloom.info().items == 3000
 
 
-def test_first_writer_sets_the_sizing(redis_client):
-    first = RedisBloomFilter(redis_client, KEYS, capacity=1000, error_ratio=1e-3, growth=3)
-    second = RedisBloomFilter(redis_client, KEYS, capacity=50_000, error_ratio=1e-6, growth=2)
+@both_kinds
+def test_first_writer_sets_the_sizing_and_the_kind(redis_client, kind):
+    other = "classic" if kind == "blocked" else "blocked"
+    first = RedisBloomFilter(redis_client, KEYS, capacity=1000, error_ratio=1e-3, growth=3, kind=other)
+    second = RedisBloomFilter(redis_client, KEYS, capacity=50_000, error_ratio=1e-6, growth=2, kind=kind)
     second.add_many(fps("f", 10))
     assert first.add_many(fps("f", 10)) == [False] * 10
     info = first.info()
-    assert (info.capacity, info.error_ratio) == (50_000, 1e-6)
+    assert (info.capacity, info.error_ratio, info.kind) == (50_000, 1e-6, kind)
     layer = info.layer_details[0]
-    assert (layer.bits, layer.hashes) == layer_sizing(50_000, layer_error_ratio(1e-6, 0))
+    assert (layer.bits, layer.hashes) == expected_sizing(kind, 50_000, 1e-6)
 
 
 def test_invalid_sizing_is_refused(redis_client):
     for kwargs in ({"capacity": 0}, {"error_ratio": 0}, {"error_ratio": 1}, {"growth": 0},
-                   {"growth": 1.5}, {"max_chunk_bits": 2**32 + 1}, {"batch_size": 0}):
+                   {"growth": 1.5}, {"max_chunk_bits": 2**32 + 1}, {"batch_size": 0}, {"kind": "cuckoo"}):
         with pytest.raises(ValueError):
             RedisBloomFilter(redis_client, KEYS, **kwargs)
 
 
-def test_bits_are_where_python_computes_them(redis_client):
-    bloom = RedisBloomFilter(redis_client, KEYS, capacity=100)
-    fingerprint = fps("p", 1)[0]
-    bloom.add_many([fingerprint])
+@both_kinds
+def test_bits_are_where_python_computes_them(redis_client, kind):
+    capacity = 3000
+    bloom = RedisBloomFilter(redis_client, KEYS, capacity=capacity, kind=kind)
+    first, second = fps("p", 2)
+    bloom.add_many([first])
     layer = bloom.info().layer_details[0]
-    assert (layer.bits, layer.hashes) == layer_sizing(100, layer_error_ratio(1e-4, 0))
-    positions = set(bit_positions(*fingerprint_hashes(fingerprint), layer.bits, layer.hashes))
+    assert (layer.bits, layer.hashes) == expected_sizing(kind, capacity, 1e-4)
     bitmap = redis_client.get(KEYS.bloom_chunk(0, 0))
     assert len(bitmap) == math.ceil(layer.bits / 8)  # allocated whole at creation
     set_bits = {i for i in range(layer.bits) if bitmap[i // 8] & (0x80 >> (i % 8))}
-    assert set_bits == positions
+    assert set_bits == set(positions(kind, first, layer))
+    bloom.add_many([second])
+    bitmap = redis_client.get(KEYS.bloom_chunk(0, 0))
+    set_bits = {i for i in range(layer.bits) if bitmap[i // 8] & (0x80 >> (i % 8))}
+    assert set_bits == set(positions(kind, first, layer)) | set(positions(kind, second, layer))
 
 
-def test_layers_split_into_chunks_no_larger_than_max_chunk_bits(redis_client):
-    bloom = RedisBloomFilter(redis_client, KEYS, capacity=1000, max_chunk_bits=2**12)
+@both_kinds
+def test_layers_split_into_chunks_no_larger_than_max_chunk_bits(redis_client, kind):
+    bloom = RedisBloomFilter(redis_client, KEYS, capacity=1000, max_chunk_bits=2**12, kind=kind)
     items = fps("chunk", 5000)
     new = sum(bloom.add_many(items))
     assert new >= 4995  # all but the odd false positive
@@ -144,6 +225,8 @@ def test_layers_split_into_chunks_no_larger_than_max_chunk_bits(redis_client):
     assert info.layers == 3 and info.items == new  # 1000 + 2000 full, then 4000
     for i, layer in enumerate(info.layer_details):
         assert layer.chunk_bits <= 2**12 and layer.chunks == math.ceil(layer.bits / layer.chunk_bits) > 1
+        if kind == "blocked":  # whole blocks per chunk, as large as a chunk allows
+            assert layer.block_bits == 2**12 and layer.chunk_bits % layer.block_bits == 0
         sizes = [redis_client.strlen(KEYS.bloom_chunk(i, c)) for c in range(layer.chunks)]
         assert max(sizes) <= 2**12 // 8
         assert sum(sizes) * 8 >= layer.bits
@@ -157,7 +240,7 @@ def test_layers_split_into_chunks_no_larger_than_max_chunk_bits(redis_client):
     assert not any(bloom.add_many(items))
     layer = info.layer_details[0]
     for fingerprint in items[:50]:
-        for position in bit_positions(*fingerprint_hashes(fingerprint), layer.bits, layer.hashes):
+        for position in positions(kind, fingerprint, layer):
             chunk, offset = divmod(position, layer.chunk_bits)
             assert redis_client.getbit(KEYS.bloom_chunk(0, chunk), offset) == 1
     fresh = bloom.contains_many(fps("chunk-fresh", 20_000))
@@ -167,10 +250,11 @@ def test_layers_split_into_chunks_no_larger_than_max_chunk_bits(redis_client):
 def _numeric_add_script(client: redis.Redis):
     """A script built the way the queue's push script is: snippet + h1/h2 as numbers."""
     return client.register_script(BLOOM_LUA + """
-local bloom = bloom_open(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+local bloom = bloom_open(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
+  ARGV[5])
 local out = {}
-for i = 6, #ARGV, 2 do
-  if ARGV[5] == 'add' then
+for i = 7, #ARGV, 2 do
+  if ARGV[6] == 'add' then
     out[#out + 1] = bloom_add(bloom, tonumber(ARGV[i]), tonumber(ARGV[i + 1]))
   else
     out[#out + 1] = bloom_contains(bloom, tonumber(ARGV[i]), tonumber(ARGV[i + 1]))
@@ -181,13 +265,14 @@ return out
 """)
 
 
-def test_snippet_contract_with_numeric_hashes_matches_the_packed_path(redis_client):
+@both_kinds
+def test_snippet_contract_with_numeric_hashes_matches_the_packed_path(redis_client, kind):
     script = _numeric_add_script(redis_client)
-    bloom = RedisBloomFilter(redis_client, KEYS, capacity=300, max_chunk_bits=2**10)
+    bloom = RedisBloomFilter(redis_client, KEYS, capacity=300, max_chunk_bits=2**10, kind=kind)
     numeric, packed = fps("num", 400), fps("packed", 400)
 
     def call(mode, items):
-        args = [300, "0.0001", 2, 2**10, mode]
+        args = [300, "0.0001", 2, 2**10, kind, mode]
         for fingerprint in items:
             args += fingerprint_hashes(fingerprint)
         return [bool(r) for r in script(keys=[KEYS.bloom_meta], args=args)]
@@ -217,10 +302,11 @@ return {string.format('%d', h1), string.format('%d', h2)}
         client.close()
 
 
-def test_racing_clients_never_both_get_new(redis_url):
+@both_kinds
+def test_racing_clients_never_both_get_new(redis_url, kind):
     rounds, per_round = 30, 400
     clients = [redis.Redis.from_url(redis_url) for _ in range(2)]
-    blooms = [RedisBloomFilter(c, KEYS, capacity=2000, batch_size=50) for c in clients]
+    blooms = [RedisBloomFilter(c, KEYS, capacity=2000, batch_size=50, kind=kind) for c in clients]
     results: list[list[bool]] = [[], []]
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
@@ -256,8 +342,9 @@ def test_racing_clients_never_both_get_new(redis_url):
             c.close()
 
 
-def test_delete_removes_every_key(redis_client):
-    bloom = RedisBloomFilter(redis_client, KEYS, capacity=500, max_chunk_bits=2**11)
+@both_kinds
+def test_delete_removes_every_key(redis_client, kind):
+    bloom = RedisBloomFilter(redis_client, KEYS, capacity=500, max_chunk_bits=2**11, kind=kind)
     bloom.add_many(fps("del", 2000))
     redis_client.set("unrelated", 1)
     keys = bloom.chunk_keys()
@@ -275,10 +362,11 @@ def test_leftover_chunks_of_a_lost_meta_hash_are_not_reused(redis_client):
     assert all(bloom.add_many(items))
 
 
-def test_measured_false_positive_ratio_at_one_million(redis_client):
+@both_kinds
+def test_measured_false_positive_ratio_at_one_million(redis_client, kind):
     """Fill a 1M filter to capacity, then look up 1M fingerprints it never saw."""
     capacity, target = 1_000_000, 1e-4
-    bloom = RedisBloomFilter(redis_client, KEYS, capacity=capacity, error_ratio=target)
+    bloom = RedisBloomFilter(redis_client, KEYS, capacity=capacity, error_ratio=target, kind=kind)
     added = sum(bloom.add_many(fps("member", capacity)))
     # A few inserts were false positives (not counted): top up until the layer is full.
     start = capacity
@@ -296,15 +384,16 @@ def test_measured_false_positive_ratio_at_one_million(redis_client):
     queries = 1_000_000
     false_positives = sum(bloom.contains_many(fps("fresh", queries)))
     measured = false_positives / queries
-    print(f"\n1M filter at capacity: {bits_per_item:.2f} bits/item, measured FPR {measured:.2e}"
+    print(f"\n1M {kind} filter at capacity: {bits_per_item:.2f} bits/item, measured FPR {measured:.2e}"
           f" ({false_positives} of {queries}), estimated {info.estimated_false_positive_ratio:.2e}")
     assert measured <= target
 
 
-def test_measured_false_positive_ratio_after_scaling(redis_client):
+@both_kinds
+def test_measured_false_positive_ratio_after_scaling(redis_client, kind):
     """Three times the first layer's capacity: two full layers, a third started."""
     capacity, target = 10_000, 1e-4
-    bloom = RedisBloomFilter(redis_client, KEYS, capacity=capacity, error_ratio=target, growth=2)
+    bloom = RedisBloomFilter(redis_client, KEYS, capacity=capacity, error_ratio=target, growth=2, kind=kind)
     bloom.add_many(fps("scaled", 3 * capacity))
     start = 3 * capacity
     while bloom.info().layers < 3:
@@ -327,5 +416,5 @@ def test_measured_false_positive_ratio_after_scaling(redis_client):
 
 def test_a_foreign_meta_hash_is_an_error_not_a_guess(redis_client):
     redis_client.hset(KEYS.bloom_meta, mapping={"layers": 1, "cap:0": 10})
-    with pytest.raises(redis.ResponseError, match="not a version 1 Bloom filter"):
+    with pytest.raises(redis.ResponseError, match="not a Hermit Bloom filter meta hash"):
         RedisBloomFilter(redis_client, KEYS).add_many(fps("v", 1))

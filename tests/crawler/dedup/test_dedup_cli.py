@@ -43,9 +43,11 @@ def test_migrate_then_info(redis_url, redis_client):
     assert shown.exit_code == 0, shown.output
     assert "2,500 of 5,000 (fill 50.0%)" in shown.output
     assert "target 1.00e-03" in shown.output and "layer 0" in shown.output
+    assert "kind            blocked (8192-bit blocks)" in shown.output
 
     as_json = json.loads(run("info", "--redis", redis_url, "--crawl", "spider", "--json").output)
     assert as_json["items"] == 2500 and as_json["layers"] == 1 and as_json["memory_bytes"] > 0
+    assert as_json["kind"] == "blocked"
 
 
 def test_migrate_delete_source_and_default_capacity(redis_url, redis_client):
