@@ -1,0 +1,41 @@
+"""``hermit crawl`` stopped by a crawl-wide limit keeps what is queued: the same command with
+a higher limit, then none, carries on, nothing lost."""
+
+from __future__ import annotations
+
+PAGES = 200
+WORKERS = 2
+CONCURRENCY = 4
+
+
+def crawl_args(*extra: str) -> list[str]:
+    return [
+        "crawl", "--workers", str(WORKERS), "--pages", str(PAGES), "--state-dir", "state",
+        "-o", "items.jsonl", "--log-dir", "logs", "--idle-close-seconds", "1",
+        "-s", f"CONCURRENT_REQUESTS={CONCURRENCY}", *extra,
+    ]
+
+
+def test_a_crawl_stopped_at_its_page_limit_keeps_its_queue_and_a_higher_limit_carries_on(
+        tmp_path, hermit_cli, demo_items):
+    first = hermit_cli(*crawl_args("-s", "HERMIT_CRAWL_PAGECOUNT=40"), cwd=tmp_path)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    assert "The workers stopped at the crawl's limit with" in first.stdout
+    assert "hermit crawl --workers" in first.stdout  # the command that carries on
+    partial = demo_items(tmp_path / "items.jsonl", PAGES)
+    # 40 responses at most (the home page and a 404 among them) and the downloads in flight.
+    assert partial.lost and not partial.unexpected and 30 <= len(partial.urls) <= 40 + WORKERS * CONCURRENCY
+    assert (tmp_path / "state" / "redis").is_dir()
+
+    higher = hermit_cli(*crawl_args("-s", "HERMIT_CRAWL_PAGECOUNT=100"), cwd=tmp_path)
+    assert higher.returncode == 0, higher.stdout[-2000:] + higher.stderr[-3000:]
+    assert "(resumed)" in higher.stdout and "The workers stopped at the crawl's limit" in higher.stdout
+    more = demo_items(tmp_path / "items.jsonl", PAGES)
+    assert more.lost and 80 <= len(more.urls) <= 100 + 2 * WORKERS * CONCURRENCY
+
+    rest = hermit_cli(*crawl_args(), cwd=tmp_path)
+    assert rest.returncode == 0, rest.stdout[-2000:] + rest.stderr[-3000:]
+    assert "crawl's limit" not in rest.stdout
+    items = demo_items(tmp_path / "items.jsonl", PAGES)
+    assert not items.lost and not items.unexpected
+    assert not (tmp_path / "state").exists()  # a finished crawl keeps no state
