@@ -60,6 +60,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "HERMIT_HOST_BACKOFF_BASE_SECONDS": 1.0,
     "HERMIT_HOST_BACKOFF_MAX_SECONDS": 300.0,
     "HERMIT_ROBOTS_CRAWL_DELAY_MAX_SECONDS": 60.0,
+    # Fingerprints a worker remembers as already in the filter (0: ask Redis every time).
+    "HERMIT_DEDUP_KNOWN_FINGERPRINTS": 100_000,
     # Durable item sink (a Redis stream per crawl).
     "HERMIT_ITEMS_ENABLED": True,
     # Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port, logged).
@@ -138,6 +140,9 @@ SETTING_DOCS: dict[str, SettingDoc] = {
     "HERMIT_HOST_BACKOFF_MAX_SECONDS": SettingDoc("longest backoff of a host; also caps a `Retry-After`"),
     "HERMIT_ROBOTS_CRAWL_DELAY_MAX_SECONDS": SettingDoc(
         "with `ROBOTSTXT_OBEY`, a host's robots.txt `Crawl-delay` becomes its fleet-wide delay, up to this"),
+    "HERMIT_DEDUP_KNOWN_FINGERPRINTS": SettingDoc(
+        "fingerprints each worker remembers as already in the crawl's filter, so it drops repeated links "
+        "without encoding them or asking Redis (~100 bytes each; 0 turns it off)"),
     "HERMIT_ITEMS_ENABLED": SettingDoc("write items to the crawl's Redis stream"),
     "HERMIT_METRICS_ENABLED": SettingDoc(
         "serve Prometheus metrics at `http://HOST:PORT/metrics` ([observability](observability.md), "
@@ -268,6 +273,7 @@ class WorkerConfig:
     redis_retry_max_seconds: float
     redis_socket_timeout_seconds: float
     bloom: BloomSettings
+    known_fingerprints: int
     items_enabled: bool
     queue_codec: str = "json"
     politeness: Politeness = Politeness()
@@ -316,6 +322,7 @@ class WorkerConfig:
                 growth=_number(settings, "HERMIT_DEDUP_GROWTH", int, 2),
                 max_chunk_bits=max_chunk_bits,
             ),
+            known_fingerprints=_number(settings, "HERMIT_DEDUP_KNOWN_FINGERPRINTS", int, 0),
             items_enabled=settings.getbool("HERMIT_ITEMS_ENABLED", True),
             queue_codec=queue_codec,
             politeness=politeness(settings),

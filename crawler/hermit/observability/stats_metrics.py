@@ -125,6 +125,11 @@ def stats_families(stats: Mapping[str, Any], crawl: str) -> Iterator[Metric]:
     yield counter("hermit_lease_wait_seconds", "Seconds this worker waited for a host to become ready while it "
                   "could have fetched more (politeness, not lack of work).",
                   stats.get("hermit/leases/wait_seconds", 0.0) or 0.0)
+    yield counter("hermit_dedup_known_locally",
+                  "Duplicates this worker dropped itself, their fingerprints already confirmed in the crawl's "
+                  "filter (HERMIT_DEDUP_KNOWN_FINGERPRINTS), without asking Redis; part of "
+                  "hermit_dedup_checks_total{result=\"duplicate\"}.",
+                  _int(stats, "hermit/dedup/known_locally"))
     yield counter("hermit_requests_leased", "Requests this worker leased from the crawl's queue and started.",
                   _int(stats, "scheduler/dequeued/redis"))
     yield labelled(

@@ -27,6 +27,7 @@ from hermit.queue.hosts import politeness_key
 from hermit.queue.redis_queue import Ack, Lease, QueuedRequest, RedisRequestQueue, read_status
 from hermit.settings import WorkerConfig
 from hermit.worker import engine_hooks
+from hermit.worker.known_fingerprints import KnownFingerprints
 from hermit.worker.outbox import Outbox
 from hermit.worker.redis_health import RedisHealth
 from hermit.redis_url import redact_url
@@ -80,7 +81,7 @@ class HermitScheduler(BaseScheduler):
     ``dupefilter/filtered``, ``hermit/leases/acked``, ``hermit/leases/returned``,
     ``hermit/dead_letters``, ``hermit/requests/unserializable``,
     ``hermit/requests/blocked`` (its host is blocked), ``hermit/leases/empty``
-    (a lease found no host that may be fetched now), ``hermit/redis/errors``. Duplicates are reported through Scrapy's
+    (a lease found no host that may be fetched now), ``hermit/redis/errors``, ``hermit/dedup/known_locally``. Duplicates are reported through Scrapy's
     ``request_dropped`` signal, as Scrapy's own scheduler does, and logged as its
     dupefilter logs them: the first one, or every one with ``DUPEFILTER_DEBUG``.
     """
@@ -110,6 +111,10 @@ class HermitScheduler(BaseScheduler):
         self._closed = False
         # As Scrapy's RFPDupeFilter: the first duplicate is logged, the rest only with DUPEFILTER_DEBUG.
         self._log_every_duplicate = crawler.settings.getbool("DUPEFILTER_DEBUG")
+        self._known = KnownFingerprints(config.known_fingerprints)
+        # Connections made to Redis, and Redis errors seen, when the known set was last trusted.
+        self._connections = 0
+        self._known_valid_for = (0, 0)
         self._duplicate_logged = False
 
     @classmethod
@@ -133,6 +138,7 @@ class HermitScheduler(BaseScheduler):
             config.redis_url,
             socket_timeout=config.redis_socket_timeout_seconds,
             socket_connect_timeout=min(2.0, config.redis_socket_timeout_seconds),
+            redis_connect_func=self._connected,
         )
         try:
             self.client.ping()
@@ -235,16 +241,24 @@ class HermitScheduler(BaseScheduler):
         """Accept *request* for the shared queue; return False if it can't be queued.
 
         Dedup happens when the outbox writes (a moment later, batched); duplicates
-        are then reported through ``request_dropped``.
+        are then reported through ``request_dropped``. A request whose fingerprint
+        Redis already confirmed (``HERMIT_DEDUP_KNOWN_FINGERPRINTS``) is a duplicate
+        at once: False, and Scrapy's engine reports it.
         """
         assert self.outbox is not None
+        fingerprint = None if request.dont_filter else self.crawler.request_fingerprinter.fingerprint(request)
+        if fingerprint is not None and self._known_fingerprint(fingerprint):
+            # Redis confirmed this fingerprint is in the filter: it would say duplicate.
+            self.stats.inc_value("dupefilter/filtered")
+            self.stats.inc_value("hermit/dedup/known_locally")
+            self._log_duplicate(request)
+            return False
         try:
             entry = encode_request(request, self.spider, codec=self.config.queue_codec)
         except UnserializableRequest as exc:
             self.stats.inc_value("hermit/requests/unserializable")
             logger.error("Dropped a request that can't be queued: %s", exc)
             return False
-        fingerprint = None if request.dont_filter else self.crawler.request_fingerprinter.fingerprint(request)
         self.outbox.push(
             QueuedRequest(entry, request.priority, fingerprint, politeness_key(request)), context=request
         )
@@ -386,7 +400,10 @@ class HermitScheduler(BaseScheduler):
             self.health.failed(exc, "dead-lettering an entry")
 
     def _pushed(self, requests: list[Request], results: list[int]) -> None:
+        fingerprint = self.crawler.request_fingerprinter.fingerprint  # cached per request by Scrapy
         for request, result in zip(requests, results):
+            if result != 2 and not request.dont_filter:
+                self._known.add(fingerprint(request))  # in the filter now, new or not
             if result == 1:
                 self.stats.inc_value("scheduler/enqueued/redis")
             elif result == 2:
@@ -404,6 +421,29 @@ class HermitScheduler(BaseScheduler):
         if 1 in results:
             self._next_poll = 0.0  # there is work now, maybe for us
             self._done_checked = -1e9
+
+    def _connected(self, connection: redis.connection.AbstractConnection) -> None:
+        """redis-py's hook for every new connection (the first, and each reconnect)."""
+        connection.on_connect()
+        self._connections += 1
+
+    def _known_fingerprint(self, fingerprint: bytes) -> bool:
+        """Whether Redis confirmed *fingerprint* in the filter since this worker last (re)connected.
+
+        A Redis that restarted or failed over may have lost its last writes (AOF
+        everysec: up to a second), Bloom bits and queue entries of fingerprints this
+        worker saw confirmed among them. Such links must be pushed again when found
+        again, so the worker stops trusting what it remembers as soon as it has
+        reconnected or seen an error. Re-crawls of the pages whose acks were lost come
+        after their leases expire, long after this.
+        """
+        state = (self._connections, self.health.errors_total)
+        if state != self._known_valid_for:
+            if len(self._known):
+                logger.info("Reconnected to Redis or saw an error: forgetting %d known fingerprints", len(self._known))
+            self._known.clear()
+            self._known_valid_for = state
+        return fingerprint in self._known
 
     def _log_duplicate(self, request: Request) -> None:
         if self._log_every_duplicate:

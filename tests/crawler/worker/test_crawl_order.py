@@ -106,13 +106,27 @@ BREADTH_FIRST = 'DEPTH_PRIORITY = 1\nHERMIT_QUEUE_ORDER = "fifo"\nSCHEDULER_MEMO
 DEPTH_FIRST = 'DEPTH_PRIORITY = -1\nHERMIT_QUEUE_ORDER = "lifo"\nSCHEDULER_MEMORY_QUEUE = "scrapy.squeues.LifoMemoryQueue"\n'
 
 
+def by_depth(items: list[dict]) -> dict[int, set[str]]:
+    levels: dict[int, set[str]] = {}
+    for item in items:
+        levels.setdefault(item["depth"], set()).add(item["url"])
+    return levels
+
+
 def test_breadth_first_crawls_level_by_level_as_plain_scrapy_does(tmp_path, redis_url, demo_site):
     items = crawl_in_order(tmp_path, redis_url, BREADTH_FIRST, "-a", f"url={demo_site.url}")
     depths = [item["depth"] for item in items]
     assert len(items) == demo_site.site.pages + 1  # every content page and the home page
     assert depths == sorted(depths), "a deeper page was fetched before a shallower one"
     assert depths[-1] >= 3
-    assert items == plain_scrapy_order(tmp_path, BREADTH_FIRST, "-a", f"url={demo_site.url}")
+    # Each level holds the same pages as in plain Scrapy's crawl. Not the same order
+    # within a level: which parent's links come first depends on when callbacks run
+    # (Scrapy 2.13 runs each callback's output in 10 ms slices, so under CPU load the
+    # children of two pages interleave, in plain Scrapy too).
+    plain = plain_scrapy_order(tmp_path, BREADTH_FIRST, "-a", f"url={demo_site.url}")
+    plain_depths = [item["depth"] for item in plain]
+    assert plain_depths == sorted(plain_depths)
+    assert by_depth(items) == by_depth(plain)
 
 
 def test_depth_first_goes_as_deep_as_plain_scrapy(tmp_path, redis_url, demo_site):
