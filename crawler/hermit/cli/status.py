@@ -56,5 +56,6 @@ def status_command(redis_url: str, crawl: str, prefix: str, as_json: bool) -> No
             f"dedup           {b.items} fingerprints, fill {b.fill_ratio:.1%} of {b.capacity}, "
             f"{b.layers} layer(s), est. false positives {b.estimated_false_positive_ratio:.2e}"
         )
+    width = max((len(name) + 2 for name in q.counters), default=0)
     for name in sorted(q.counters):
-        click.echo(f"  {name:<14}{q.counters[name]}")
+        click.echo(f"  {name:<{max(14, width)}}{q.counters[name]}")

@@ -28,6 +28,7 @@ from scrapy import signals
 
 from hermit.settings import crawl_limits
 from hermit.worker import engine_hooks
+from hermit.worker.redis_health import RedisHealth
 from hermit.worker.run import CRAWL_LIMIT_REASONS
 from hermit.worker.scheduler import scheduler_for
 
@@ -73,6 +74,7 @@ class CrawlLimits:
         self.pending = {PAGES: 0, ITEMS: 0}
         self.client: redis.Redis | None = None
         self.keys: CrawlKeys | None = None
+        self.health = RedisHealth()
         self.stopping = False
         self._call: Any = None
         self._task: LoopingCall | None = None
@@ -100,17 +102,21 @@ class CrawlLimits:
             socket_connect_timeout=min(2.0, config.redis_socket_timeout_seconds),
         )
         self.keys = scheduler.keys
+        self.health = RedisHealth(config.redis_retry_max_seconds)
         if not self.limited:
             return
         from twisted.internet import reactor
         from twisted.internet.task import LoopingCall
 
-        if self.add_counts(check=False):  # the crawl already reached a limit: take nothing
+        reached = self.add_counts(check=False)
+        if reached:  # the crawl was at its limit before this worker started: take nothing
+            logger.info("The crawl is at its limit (%s): this worker stops before it takes a request",
+                        self._describe(reached))
             engine = self.crawler.engine
             if engine is not None:
                 engine.pause()  # until the close starts, the engine leases nothing
             # Not while the engine is still opening the spider.
-            reactor.callLater(0, self._close)
+            reactor.callLater(0, self._close, reached)
         self._task = LoopingCall(self.add_counts)
         self._task.start(CHECK_SECONDS, now=False)
 
@@ -121,7 +127,9 @@ class CrawlLimits:
             self._call.cancel()
         if self.client is None:
             return
-        if not self.add_counts(check=False) and any(self.pending.values()):
+        self.health.retry_at = 0.0  # one last try, outage or not
+        self.add_counts(check=False)
+        if any(self.pending.values()):
             logger.warning("Redis unreachable at close: %d pages and %d items of this worker are not counted "
                            "in the crawl's totals", self.pending[PAGES], self.pending[ITEMS])
         self.client.close()
@@ -148,14 +156,18 @@ class CrawlLimits:
 
         self._call = reactor.callLater(delay, self.add_counts)
 
-    def add_counts(self, check: bool = True) -> bool:
+    def add_counts(self, check: bool = True) -> str | None:
         """Add this worker's new counts to the crawl's (one transaction) and read the totals.
 
-        Return True if a limit is reached (and, with *check*, start closing the
-        spider); on a Redis error keep the counts for the next try and return False.
+        Return the finish reason of a limit the totals reached, else None; with
+        *check*, a limit reached starts closing the spider. While Redis can't be
+        reached the counts are kept for the next try (and None is returned).
         """
         if self.client is None or self.keys is None:
-            return False
+            return None
+        if not self.health.available():
+            self._schedule(self.health.delay())
+            return None
         added = dict(self.pending)
         pipe = self.client.pipeline(transaction=True)
         for counter, amount in added.items():
@@ -163,29 +175,31 @@ class CrawlLimits:
         try:
             totals = dict(zip(added, (int(total) for total in pipe.execute())))
         except redis.RedisError as exc:
-            logger.warning("Could not add to the crawl's page and item counts (%s); retrying", exc)
-            self._schedule(CHECK_SECONDS)
-            return False
+            self._schedule(self.health.failed(exc, "adding to the crawl's page and item counts"))
+            return None
         finally:
             pipe.reset()
+        self.health.succeeded()
         for counter, amount in added.items():
             self.pending[counter] -= amount
             self.crawler.stats.set_value(f"hermit/crawl/{counter}", totals[counter])
-        for counter, (limit, reason, setting) in self.limits.items():
+        for counter, (limit, reason, _) in self.limits.items():
             if limit and totals[counter] >= limit:
                 if check and not self.stopping:
-                    logger.info("The crawl's %s reached %d (%s = %d): this worker stops, what is queued "
-                                "stays queued", counter, totals[counter], setting, limit)
+                    logger.info("The crawl reached its limit (%s): this worker stops, what is queued stays queued",
+                                self._describe(reason))
                     self._close(reason)
-                return True
-        return False
+                return reason
+        return None
 
-    def _close(self, reason: str | None = None) -> None:
+    def _describe(self, reason: str) -> str:
+        """``HERMIT_CRAWL_PAGECOUNT = 30, pages_fetched 34`` for the limit whose reason is *reason*."""
+        counter, (limit, _, setting) = next((c, spec) for c, spec in self.limits.items() if spec[1] == reason)
+        return f"{setting} = {limit}, {counter} {self.crawler.stats.get_value(f'hermit/crawl/{counter}')}"
+
+    def _close(self, reason: str) -> None:
         if self.stopping:
             return
-        if reason is None:  # reached before this worker started: say which
-            reason = next(reason for counter, (limit, reason, _) in self.limits.items()
-                          if limit and self.crawler.stats.get_value(f"hermit/crawl/{counter}", 0) >= limit)
         self.stopping = True
         if self.client is not None and self.keys is not None:
             try:

@@ -96,6 +96,10 @@ def test_workers_stop_together_at_the_crawl_limit_and_a_higher_one_carries_on(re
     assert first.queue.leased == 0 and first.queue.workers == 0 and first.queue.queued > 0
     assert first.items == len(streamed_urls(redis_url)) < len(expected)
     assert first.queue.counters["pages_fetched"] >= first.queue.counters["items_scraped"] == first.items
+    shown = subprocess.run([sys.executable, "-m", "hermit.cli", "status", "--redis", redis_url, "--crawl", CRAWL],
+                           capture_output=True, text=True, timeout=60).stdout
+    assert re.search(rf"^  {counter} +{first.queue.counters[counter]}$", shown, re.M), shown
+    assert re.search(rf"^  closed_{reason} +{WORKERS}$", shown, re.M), shown
 
     # A worker started with the same limit closes at once, before it takes a request.
     late = run_workers(redis_url, demo_site.url, tmp_path, "late", f"{setting}=30", *extra, workers=1)[0]
