@@ -19,17 +19,22 @@ ambiguous):
 ``{"$n": "1.10"}``          Decimal
 ``{"$u": hex}``             UUID
 ``{"$e": [class, value]}``  enum member, looked up by value
-``{"$o": [class, fields]}`` scrapy Item, dataclass or attrs object
+``{"$o": [class, fields]}`` scrapy Item, dataclass, attrs object or pydantic
+                            model; a model also ``[class, fields, set]``
+                            when not every field is in its
+                            ``model_fields_set`` (*set*: the names that are)
 ==========================  =============================================
 
 A class is named ``module:qualname`` and found as :mod:`hermit.queue.class_refs`
 finds it (never importing a module outside the spider's own package); decoding
-accepts only a scrapy ``Item`` subclass, a dataclass or an attrs class for ``$o``
-and an ``Enum`` for ``$e``. Items are built with their class's ``__init__`` and ``item[field] =
-value``; dataclass and attrs objects as ``pickle`` and ``copy`` build them: the
-class's ``__new__``, then each field set directly (no ``__init__`` or
-``__post_init__`` runs; only fields are stored). Nothing else from queue data is
-ever called.
+accepts only a scrapy ``Item`` subclass, a dataclass, an attrs class or a pydantic
+``BaseModel`` subclass for ``$o`` and an ``Enum`` for ``$e``. Items are built with
+their class's ``__init__`` and ``item[field] = value``; dataclass and attrs objects
+as ``pickle`` and ``copy`` build them: the class's ``__new__``, then each field set
+directly (no ``__init__`` or ``__post_init__`` runs; only fields are stored);
+pydantic models with their class's ``model_construct`` (no validator runs; fields
+and, with ``extra="allow"``, extra fields are stored, private attributes are not and
+come back at their defaults). Nothing else from queue data is ever called.
 
 Subclasses of str, int, float, dict, list, tuple and datetime types that are not
 enums come back as the base type, as JSON would give them; a datetime whose tzinfo
@@ -45,6 +50,7 @@ import datetime as dt
 import decimal
 import enum
 import logging
+import sys
 import uuid
 import zoneinfo
 from collections.abc import Callable
@@ -67,7 +73,7 @@ logger = logging.getLogger(__name__)
 #: The kinds a JSON-codec request may carry, for error messages.
 SUPPORTED_KINDS = (
     "str, int, float, bool, None, bytes, list, tuple, dict, set, frozenset, datetime, date, time, "
-    "timedelta, Decimal, UUID, enums, scrapy Items, dataclass and attrs objects"
+    "timedelta, Decimal, UUID, enums, scrapy Items, dataclass and attrs objects and pydantic models"
 )
 
 
@@ -157,6 +163,8 @@ def _encode_other(value: Any, path: str) -> Any:
     if isinstance(value, Item):
         fields = {k: encode_value(v, f"{path}[{k!r}]") for k, v in value.items()}
         return {"$o": [class_ref(kind, path), fields]}
+    if _is_pydantic_model(kind):
+        return _encode_model(value, path)
     names = _object_fields(kind)
     if names is not None:
         fields = {}
@@ -186,6 +194,34 @@ def _object_fields(cls: type) -> tuple[str, ...] | None:
     return None
 
 
+def _pydantic_base() -> type | None:
+    """pydantic's ``BaseModel`` if pydantic is imported (no value or class can be a model otherwise)."""
+    pydantic = sys.modules.get("pydantic")
+    return getattr(pydantic, "BaseModel", None) if pydantic is not None else None
+
+
+def _is_pydantic_model(cls: type) -> bool:
+    base = _pydantic_base()
+    return base is not None and issubclass(cls, base)
+
+
+def _encode_model(value: Any, path: str) -> Any:
+    cls = type(value)
+    names = list(cls.model_fields)
+    fields = {name: encode_value(vars(value)[name], f"{path}.{name}") for name in names if name in vars(value)}
+    for name, extra in (getattr(value, "__pydantic_extra__", None) or {}).items():
+        if name.startswith("_"):
+            raise UnencodableValue(f"{path} is a {cls.__module__}.{cls.__qualname__} with an extra field {name!r}: "
+                                   "a name starting with '_' can't be queued (model_construct would take it for "
+                                   "a private attribute)")
+        fields[name] = encode_value(extra, f"{path}.{name}")
+    entry = [class_ref(cls, path), fields]
+    fields_set = value.model_fields_set
+    if fields_set != set(fields):
+        entry.append(sorted(fields_set))
+    return {"$o": entry}
+
+
 def class_ref(cls: type, path: str) -> str:
     """``module:qualname`` of *cls*; UnencodableValue (naming *path*) if workers can't find it by name."""
     try:
@@ -203,7 +239,7 @@ def resolve_class(ref: Any, spider: Spider | None, allowed: Callable[[type], boo
 
 
 def _is_object_class(cls: type) -> bool:
-    return issubclass(cls, Item) or _object_fields(cls) is not None
+    return issubclass(cls, Item) or _object_fields(cls) is not None or _is_pydantic_model(cls)
 
 
 # Decoding ----------------------------------------------------------------------
@@ -246,10 +282,15 @@ def _decode_zoned(inner: Any, tag: str, kind: type) -> Any:
 
 
 def _decode_object(inner: Any, spider: Spider | None) -> Any:
-    ref, fields = _list(inner, "$o")
-    cls = resolve_class(ref, spider, _is_object_class, "a scrapy Item, dataclass or attrs class")
+    ref, fields, *fields_set = _list(inner, "$o")
+    cls = resolve_class(ref, spider, _is_object_class,
+                        "a scrapy Item, dataclass or attrs class, nor a pydantic model")
     if type(fields) is not dict:
         raise UndecodableValue(f"fields of {ref!r} are not an object")
+    if _is_pydantic_model(cls):
+        return _decode_model(cls, ref, fields, fields_set, spider)
+    if fields_set:
+        raise UndecodableValue(f"{ref!r} is not a pydantic model, yet its entry has a set of fields")
     if issubclass(cls, Item):
         item = cls()
         for name, field_value in fields.items():
@@ -263,6 +304,28 @@ def _decode_object(inner: Any, spider: Spider | None) -> Any:
     for name, field_value in fields.items():
         object.__setattr__(obj, name, decode_value(field_value, spider))  # frozen classes too
     return obj
+
+
+def _decode_model(cls: Any, ref: str, fields: dict[str, Any], fields_set: list[Any],
+                  spider: Spider | None) -> Any:
+    declared = cls.model_fields
+    if cls.model_config.get("extra") != "allow" or cls.__pydantic_root_model__:
+        unknown = set(fields) - set(declared)
+        if unknown:
+            raise UndecodableValue(f"{ref!r} has no field {sorted(unknown)[0]!r}")
+    if any(name.startswith("_") for name in fields):
+        # model_construct would take such a name for its own argument or a private attribute.
+        raise UndecodableValue(f"{ref!r}: a field name starting with '_' is not a model's")
+    names = set(fields)
+    if fields_set:
+        if len(fields_set) != 1 or type(fields_set[0]) is not list or not all(
+                type(name) is str for name in fields_set[0]):
+            raise UndecodableValue(f"the set of fields of {ref!r} is not a list of names")
+        names = set(fields_set[0])
+        if not names <= set(fields):
+            raise UndecodableValue(f"{ref!r}: {sorted(names - set(fields))[0]!r} is set but has no value")
+    values = {name: decode_value(value, spider) for name, value in fields.items()}
+    return cls.model_construct(_fields_set=names, **values)
 
 
 def _decode_enum(inner: Any, spider: Spider | None) -> Any:

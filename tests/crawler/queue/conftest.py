@@ -31,6 +31,10 @@ def _same(a: Any, b: Any, path: str = "value") -> None:
         assert (a.tzinfo, a.fold) == (b.tzinfo, b.fold), path
     elif isinstance(a, decimal.Decimal):
         assert a.as_tuple() == b.as_tuple() or a.is_nan(), path  # 1.10 stays 1.10, not 1.1
+    elif hasattr(type(a), "__pydantic_fields__"):  # a pydantic model
+        assert a.model_fields_set == b.model_fields_set, path
+        for name in [*type(a).model_fields, *(getattr(a, "__pydantic_extra__", None) or {})]:
+            _same(getattr(a, name), getattr(b, name), f"{path}.{name}")
     elif dataclasses.is_dataclass(a) or hasattr(type(a), "__attrs_attrs__"):
         names = ([f.name for f in dataclasses.fields(a)] if dataclasses.is_dataclass(a)
                  else [x.name for x in type(a).__attrs_attrs__])

@@ -11,6 +11,7 @@ import zoneinfo
 from typing import Any
 
 import attrs
+import pydantic
 import pytest
 import scrapy
 from hypothesis import given, settings
@@ -75,6 +76,25 @@ class Outer:
         v: Any
 
 
+class Listing(pydantic.BaseModel):
+    title: Any
+    price: Any = None
+
+
+class Sku(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True)
+    code: Any
+
+
+class Loose(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="allow")
+    kind: Any = "page"
+
+
+class Crumbs(pydantic.RootModel[Any]):
+    pass
+
+
 ZONES = [zoneinfo.ZoneInfo("Europe/Paris"), zoneinfo.ZoneInfo("America/New_York")]
 timezones = (
     st.none() | st.just(dt.timezone.utc) | st.sampled_from(ZONES)
@@ -89,7 +109,7 @@ hashable_scalars = (
 hashables = st.recursive(
     hashable_scalars,
     lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3) | st.builds(Point, inner, inner)
-    | st.builds(Tag, inner),
+    | st.builds(Tag, inner) | st.builds(lambda c: Sku(code=c), inner),
     max_leaves=8,
 )
 
@@ -105,6 +125,11 @@ def _objects(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         | st.builds(lambda n: Product(name=n), inner)
         | st.builds(offer, inner, inner, inner) | st.builds(Slotted, inner)
         | st.builds(Review, inner, inner) | st.builds(Outer.Inner, inner)
+        | st.builds(lambda t, p: Listing(title=t, price=p), inner, inner)
+        | st.builds(lambda t: Listing(title=t), inner)  # price unset: not in model_fields_set
+        | st.builds(Crumbs, inner)
+        | st.builds(lambda k, extra: Loose(**({"kind": k} if k is not None else {}), **extra),
+                    inner, st.dictionaries(st.from_regex(r"\A[a-z][a-z0-9]{0,5}\Z"), inner, max_size=2))
     )
 
 
@@ -193,6 +218,55 @@ def test_class_defined_in_a_function_is_refused_with_the_fix():
         encode_value({"x": Local(1)}, "meta")
 
 
+def test_a_model_with_every_field_set_is_written_without_its_set_of_fields():
+    ref = f"{__name__}:Listing"
+    assert encode_value(Listing(title="x", price=1), "m") == {"$o": [ref, {"title": "x", "price": 1}]}
+    assert encode_value(Listing(title="x"), "m") == {"$o": [ref, {"title": "x", "price": None}, ["title"]]}
+
+
+class Checked(pydantic.BaseModel):
+    """Its validators record every call: none may run when it comes back from the queue."""
+
+    name: str
+    _seen: int = pydantic.PrivateAttr(default=0)
+
+    @pydantic.field_validator("name")
+    @classmethod
+    def check_name(cls, value: str) -> str:
+        CALLS.append("field_validator")
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def check_model(self) -> Checked:
+        CALLS.append("model_validator")
+        return self
+
+
+def test_a_model_comes_back_through_model_construct_without_validation(calls, assert_same):
+    model, expected = Checked(name="lamp"), Checked(name="lamp")
+    model._seen = 3
+    entry = json.dumps(encode_value(model, "meta"))
+    calls.clear()
+    decoded = decode_value(json.loads(entry))
+    assert calls == []  # no validator ran
+    assert_same(expected, decoded)
+    assert decoded._seen == 0  # private attributes are not queued: they come back at their defaults
+    # A value its validators would refuse comes back as it was stored: nothing checks it.
+    assert decode_value({"$o": [f"{__name__}:Checked", {"name": 7}]}).name == 7 and calls == []
+
+
+@pytest.mark.parametrize(
+    "model, where",
+    [
+        (Loose(_x=1), "meta['x'] is a tests.crawler.queue.test_values.Loose with an extra field '_x'"),
+        (Listing(title=Loose(kind=object())), "meta['x'].title.kind is a builtins.object"),
+    ],
+)
+def test_a_model_that_cant_be_queued_names_its_path(model, where):
+    with pytest.raises(UnencodableValue, match=re.escape(where)):
+        encode_value({"x": model}, "meta")
+
+
 # Refusals: nothing but allowed classes is ever loaded, built or called ---------
 
 CALLS: list[str] = []
@@ -211,6 +285,17 @@ class Plain:
 
 def record_call(*args, **kwargs):
     CALLS.append("record_call")
+
+
+class LooksLikeAModel:
+    """Not a pydantic model, though it has a ``model_construct``."""
+
+    model_fields: dict[str, Any] = {}
+    model_config: dict[str, Any] = {}
+
+    @classmethod
+    def model_construct(cls, *args, **kwargs):
+        CALLS.append("LooksLikeAModel.model_construct")
 
 
 @pytest.fixture
@@ -233,6 +318,13 @@ def calls():
         ({"$o": [f"{__name__}:Product.__class__", {}]}, "special attribute"),
         ({"$o": [f"{__name__}:Offer", {"seller": 1, "__class__": 2}]}, "no field '__class__'"),
         ({"$o": [f"{__name__}:Nowhere", {}]}, "no 'Nowhere'"),
+        ({"$o": [f"{__name__}:LooksLikeAModel", {}]}, "nor a pydantic model"),
+        ({"$o": ["pydantic:BaseModel.model_construct", {}]}, "nor a pydantic model"),
+        ({"$o": [f"{__name__}:Listing", {"title": 1, "nope": 2}]}, "no field 'nope'"),
+        ({"$o": [f"{__name__}:Loose", {"_fields_set": 1}]}, "starting with '_'"),
+        ({"$o": [f"{__name__}:Listing", {"title": 1}, "title"]}, "not a list of names"),
+        ({"$o": [f"{__name__}:Listing", {"title": 1}, ["price"]]}, "'price' is set but has no value"),
+        ({"$o": [f"{__name__}:Offer", {"seller": 1}, ["seller"]]}, "not a pydantic model"),
         ({"$o": ["no-colon", {}]}, "not a module:qualname"),
         ({"$zz": 1}, "unknown tag"),
         ({"$td": [1, "2", 3]}, "not an integer"),

@@ -8,14 +8,22 @@ import re
 import pytest
 
 SPIDER = '''
+import datetime as dt
 import json
 
+import pydantic
 import scrapy
 from scrapy.http import FormRequest, JsonRequest
 from scrapy.spidermiddlewares.httperror import HttpError
 
 PLUGIN_META = {"playwright": True, "playwright_context": "ctx-1",
                "playwright_page_methods": [{"method": "wait_for_selector", "args": ["h1"], "kwargs": {}}]}
+
+
+class Listing(pydantic.BaseModel):
+    title: str
+    seen: dt.datetime
+    tags: frozenset[str] = frozenset()
 
 
 class CompatSpider(scrapy.Spider):
@@ -43,6 +51,10 @@ class CompatSpider(scrapy.Spider):
                              meta={"download_slot": "my-slot"})
         yield scrapy.Request(self.url + "p/5.html", callback=self.record, cb_kwargs={"case": "plugin-meta"},
                              meta=PLUGIN_META)
+        # A pydantic model in cb_kwargs (a field left at its default: not in model_fields_set).
+        listing = Listing(title="lamp", seen=dt.datetime(2026, 1, 2))
+        yield scrapy.Request(self.url + "p/6.html", callback=self.record_model,
+                             cb_kwargs={"case": "pydantic", "listing": listing})
         # follow_all under DEPTH_LIMIT.
         yield from response.follow_all(css="a[href*='/p/']", callback=self.deep)
 
@@ -51,6 +63,10 @@ class CompatSpider(scrapy.Spider):
         yield {"case": case, "url": response.url, "status": response.status, "class": type(request).__name__,
                "method": request.method, "slot": response.meta.get("download_slot"),
                "plugin": {k: v for k, v in response.meta.items() if k.startswith("playwright")}}
+
+    def record_model(self, response, case, listing):
+        yield {"case": case, "url": response.url, "class": type(listing).__qualname__,
+               "fields": listing.model_dump(mode="json"), "set": sorted(listing.model_fields_set)}
 
     def failed(self, failure):
         request = failure.request  # errbacks get no cb_kwargs; the request still has them
@@ -95,6 +111,8 @@ def test_features_behave_as_in_plain_scrapy(scrapy_project, redis_url, demo_site
     assert by_case["json-post"]["kwargs"] == {"case": "json-post"}
     assert by_case["download_slot"]["slot"] == "my-slot"
     assert by_case["plugin-meta"]["plugin"]["playwright_page_methods"][0]["args"] == ["h1"]
+    assert (by_case["pydantic"]["class"], by_case["pydantic"]["fields"], by_case["pydantic"]["set"]) == (
+        "Listing", {"title": "lamp", "seen": "2026-01-02T00:00:00", "tags": []}, ["seen", "title"])
     for items, log in ((hermit, hermit_log), (plain, plain_log)):
         depths = [i["depth"] for i in items if i["case"] == "follow_all"]
         assert max(depths) == DEPTH_LIMIT and min(depths) == 1, depths
