@@ -32,8 +32,8 @@ import pickle
 from typing import TYPE_CHECKING, Any
 
 from scrapy import Request
-from scrapy.utils.request import request_from_dict
 
+from hermit.queue.rebuild import build_request
 from hermit.queue.values import UnencodableValue, decode_value, encode_value, resolve_class
 
 if TYPE_CHECKING:
@@ -184,12 +184,13 @@ def decode_request(entry: bytes, spider: Spider | None, priority: int = 0, codec
     try:
         data = {_LONG_NAMES.get(k, k): decode(v, spider) for k, v in compact.items()}
         data["priority"] = priority
+        cls = Request
         if "_class" in data:
             # Only ever instantiate Request subclasses, whatever the entry says.
             class_path = data["_class"]
             module, _, name = class_path.rpartition(".") if isinstance(class_path, str) else ("", "", "")
-            resolve_class(f"{module}:{name}", spider, _is_request_class, "a Request class")
-        return request_from_dict(data, spider=spider)
+            cls = resolve_class(f"{module}:{name}", spider, _is_request_class, "a Request class")
+        return build_request(cls, data, spider)
     except Exception as exc:  # a bad entry must never crash the worker
         raise UndecodableEntry(f"{type(exc).__name__}: {exc}") from exc
 
