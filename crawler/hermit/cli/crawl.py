@@ -108,9 +108,9 @@ def crawl_command(
                 DEFAULT_STATE_ROOT.rmdir()  # left empty when no crawl is kept there
     print_summary(result)
     if result.outcome == "finished" and result.state_dir is not None and result.status is not None:
-        click.echo(f"The workers stopped at the crawl's limit with {result.status.queue.queued} requests still "
-                   f"queued; its state is kept in {result.state_dir}. Carry on with a higher "
-                   f"HERMIT_CRAWL_PAGECOUNT / HERMIT_CRAWL_ITEMCOUNT, or none:\n  {resume_command()}")
+        click.echo(f"The workers stopped at a limit (HERMIT_CRAWL_*, CLOSESPIDER_*) with "
+                   f"{result.status.queue.queued} requests still queued; the crawl's state is kept in "
+                   f"{result.state_dir}. Carry on with a higher limit, or none:\n  {resume_command()}")
     if result.outcome == "interrupted":
         if result.state_dir is not None:
             click.echo(f"Stopped. Resume with:\n  {resume_command()}")

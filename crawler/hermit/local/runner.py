@@ -10,8 +10,8 @@ With a state directory (``hermit crawl`` always has one) the crawl is resumable:
 embedded Redis keeps its data there (append-only file), the items file is written as
 items come, and the same command started again carries on where the crawl stopped.
 A crawl that finishes removes its state, so the next run starts afresh; one whose
-workers stopped at a crawl-wide limit with requests still queued keeps it, so the same
-command with a higher limit carries on.
+workers stopped at a limit (crawl-wide, or Scrapy's per-worker ``CLOSESPIDER_*``) with
+requests still queued keeps it, so the same command with a higher limit carries on.
 """
 
 from __future__ import annotations
@@ -199,8 +199,8 @@ class LocalCrawl:
                 write_prometheus_targets(self.targets_path, pool)  # no worker serves any more
             status = self._write_last_items(client, keys, items)
             finished = failure is None and not self.stop.requested and pool.all_finished
-        # Workers stopped at a crawl-wide limit (HERMIT_CRAWL_PAGECOUNT, ...) finish with
-        # requests still queued: the state keeps them for a run with a higher limit.
+        # Workers stopped at a limit (HERMIT_CRAWL_PAGECOUNT, CLOSESPIDER_ITEMCOUNT, ...) finish
+        # with requests still queued: the state keeps them for a run with a higher limit.
         queued_left = finished and status is not None and status.queue.queued > 0
         if state is not None and finished and not queued_left:
             state.remove()  # done: the same command starts a new crawl

@@ -37,6 +37,14 @@ MEMORY_BUDGET_REASON = "memory_budget"
 #: The finish reasons of a worker stopped at a crawl-wide limit (HERMIT_CRAWL_PAGECOUNT,
 #: HERMIT_CRAWL_ITEMCOUNT): its part is done, like a worker whose crawl finished.
 CRAWL_LIMIT_REASONS = ("crawl_pagecount", "crawl_itemcount")
+#: Scrapy's finish reasons of a spider closed at a CLOSESPIDER_* limit start with this:
+#: that worker's part is done too (the limits are per worker).
+CLOSESPIDER_REASON_PREFIX = "closespider_"
+
+
+def reached_a_limit(reason: str | None) -> bool:
+    """True if *reason* says the spider closed at a crawl-wide or a CLOSESPIDER_* limit."""
+    return reason in CRAWL_LIMIT_REASONS or (reason or "").startswith(CLOSESPIDER_REASON_PREFIX)
 
 
 @dataclass
@@ -144,7 +152,7 @@ def run_worker(options: WorkerOptions) -> int:
         logger.error("Worker failed: %s: %s", type(error).__name__, error)
         return EXIT_FAILED
     reason = crawler.stats.get_value("finish_reason") if crawler.stats else None
-    if reason == "finished" or reason in CRAWL_LIMIT_REASONS:
+    if reason == "finished" or reached_a_limit(reason):
         return EXIT_FINISHED
     if reason == MEMORY_BUDGET_REASON:
         return EXIT_MEMORY_BUDGET

@@ -186,7 +186,7 @@ CLOSESPIDER_CASES = {
     "pagecount": (("CLOSESPIDER_PAGECOUNT=10",), "closespider_pagecount", ()),
     "errorcount": (("CLOSESPIDER_ERRORCOUNT=2",), "closespider_errorcount", ("-a", "failing=1")),
     # The crawl's fleet-wide delay makes the whole site take far longer than the timeout.
-    "timeout": (("CLOSESPIDER_TIMEOUT=2", "DOWNLOAD_DELAY=0.25"), "closespider_timeout", ()),
+    "timeout": (("CLOSESPIDER_TIMEOUT=4", "DOWNLOAD_DELAY=0.4"), "closespider_timeout", ()),
 }
 
 
