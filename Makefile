@@ -54,7 +54,7 @@ bench-quick:
 
 ## The whole test suite on the newest supported Scrapy, the Scrapy-facing tests on the
 ## oldest, the Helm chart, and the images built and run with podman.
-test: test-newest test-oldest test-chart test-images
+test: test-newest test-oldest test-chart test-images test-kubernetes
 
 test-newest: venv prometheus-tools
 	$(BIN)/python -m pytest

@@ -24,6 +24,9 @@ HELM := $(K8S_VENV)/helm-$(HELM_VERSION)/helm
 CHART := charts/hermit
 CHART_VERSION = $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' $(CHART)/Chart.yaml)
 
+# A control plane built from source for tests/kubernetes: test-kubernetes.
+include mk/kubernetes-cluster.mk
+
 # Images: podman with runc and the ulimits this kernel needs (containers.conf below);
 # the base is a Debian bookworm with python3 made locally by debootstrap, since no
 # image registry can be reached here. Elsewhere, leave BASE_IMAGE empty to build on

@@ -7,7 +7,8 @@
 #
 # Versions are pinned in the wrapper modules' go.mod files next to this script (and their
 # hashes in go.sum); tools/kubernetes/pin.sh regenerates them. Each component is built
-# into $HERMIT_CACHE_DIR/kubernetes/<component>-<version>-<hash of its go.mod, go.sum>/
+# into $HERMIT_CACHE_DIR/kubernetes/<component>-<version>-<hash>/ (the hash covers its go.mod,
+# go.sum, the Go version and the build flags)
 # (HERMIT_CACHE_DIR defaults to ~/.cache/hermit), so a cached component starts at once
 # and a change of version builds anew. Go's own build cache for these builds lives there
 # too (go-build/), the downloaded modules in Go's module cache (go env GOMODCACHE).
@@ -26,19 +27,20 @@ flock 9
 version_of() {  # module-dir module-path
     (cd "$here/$1" && go list -m -f '{{.Version}}' "$2")
 }
-key_of() {  # module-dir
-    cat "$here/$1/go.mod" "$here/$1/go.sum" "$here/build.sh" | sha256sum | cut -c1-12
+key_of() {  # module-dir go-build-args...: what the binaries are made of
+    dir=$1; shift
+    { cat "$here/$dir/go.mod" "$here/$dir/go.sum"; echo "$(go env GOVERSION) $*"; } | sha256sum | cut -c1-12
 }
 
 # build module-dir version binary... -- go-build-args... : builds into the cache unless there
 build() {
     dir=$1 version=$2; shift 2
-    out="$cache/$dir-$version-$(key_of "$dir")"
+    out="$cache/$dir-$version-$(key_of "$dir" "$@")"
     if [ -f "$out/.complete" ]; then
         echo "$out"
         return
     fi
-    echo "building $dir $version into $out (cold: many minutes on 2 cores)" >&2
+    echo "building $dir $version into $out (the first build takes many minutes)" >&2
     rm -rf "$out.tmp"
     mkdir -p "$out.tmp/bin"
     start=$(date +%s)
@@ -81,7 +83,7 @@ for c in $components; do
         ;;
     metrics-server)
         v=$(version_of metrics-server sigs.k8s.io/metrics-server)
-        d=$(build metrics-server "$v" -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$v" \
+        d=$(build metrics-server "$v" -ldflags "-s -w -X k8s.io/client-go/pkg/version.gitVersion=$v" \
             sigs.k8s.io/metrics-server/cmd/metrics-server)
         ;;
     *)
