@@ -37,7 +37,9 @@ CASES = {
     "networkpolicy-values.yaml": ({"NetworkPolicy", "Job"}, []),
     "external-redis-values.yaml": ({"Deployment", "Job"}, ["books-redis-secret"]),
     "minimal-values.yaml": ({"Deployment", "StatefulSet"}, []),
+    "podman-values.yaml": ({"Deployment", "Secret"}, []),
 }
+# default-values.yaml is the chart's defaults: test_chart_install.py installs those.
 
 
 @pytest.fixture(scope="module")
