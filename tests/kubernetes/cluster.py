@@ -140,13 +140,27 @@ class Cluster:
             },
         }
 
+    def stages(self) -> list[dict]:
+        """kwok's default behaviours (its "fast" stages, from its module), except that a pod
+        deleted gracefully stays terminating for the duration its annotation
+        ``pod-delete.stage.kwok.x-k8s.io/delay`` says (e.g. "5s"; at once without it), as a
+        worker draining under a kubelet would."""
+        root = module_dir("kwok", "sigs.k8s.io/kwok") / "kustomize" / "stage"
+        stages = [yaml.safe_load((root / path).read_text()) for path in (
+            "node/fast/node-initialize.yaml", "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+            "pod/fast/pod-ready.yaml", "pod/fast/pod-complete.yaml")]
+        delete = yaml.safe_load((root / "pod/fast/pod-delete.yaml").read_text())
+        delete["spec"]["delay"] = {"durationMilliseconds": 0, "durationFrom": {
+            "expressionFrom": '.metadata.annotations["pod-delete.stage.kwok.x-k8s.io/delay"]'}}
+        return [*stages, delete]
+
     def kwokctl(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run([self.binary("kwokctl"), "--name", self.name, *args], env=self.env,
                               capture_output=True, text=True, timeout=timeout, check=check)
 
     def start(self, nodes: int = 2) -> Cluster:
         config = self.workdir / "kwokctl.yaml"
-        config.write_text(yaml.safe_dump(self.config()))
+        config.write_text(yaml.safe_dump_all([self.config(), *self.stages()]))
         self.started = True
         try:
             # --kubeconfig: kwokctl would otherwise add the cluster to ~/.kube/config

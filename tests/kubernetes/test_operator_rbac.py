@@ -48,13 +48,14 @@ class Operator:
     """One ``hermit-operator`` process with the chart's settings, on 127.0.0.1 ports."""
 
     def __init__(self, deployment: dict, kubeconfig: Path, identity: str, logs: Path, **overrides: str) -> None:
+        namespace = deployment["metadata"]["namespace"]
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("HERMIT_OPERATOR_") and k not in ("KUBERNETES_SERVICE_HOST", "POD_NAME")}
         for var in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
             if "value" in var:
                 env[var["name"]] = var["value"]
             elif var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
-                env[var["name"]] = NAMESPACE
+                env[var["name"]] = namespace
             elif var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
                 env[var["name"]] = identity
             else:
