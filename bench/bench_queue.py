@@ -56,7 +56,8 @@ from scrapy_redis.queue import PriorityQueue
 from benchlib import machine_info, write_report
 from hermit.keys import CrawlKeys
 from hermit.queue.codec import decode_request, encode_request
-from hermit.queue.redis_queue import BloomSettings, QueuedRequest, RedisRequestQueue
+from hermit.queue.hosts import politeness_key
+from hermit.queue.redis_queue import Ack, BloomSettings, Politeness, QueuedRequest, RedisRequestQueue
 from hermit.redis_server import EmbeddedRedis
 
 RESULTS = Path(__file__).parent / "results" / "queue.json"
@@ -143,20 +144,25 @@ def measure(client: redis.Redis, n: int, enqueue: Callable[[], None], dequeue: C
 
 def hermit_run(client: redis.Redis, spider: Spider, requests: list[Request], batch: int,
                dedup: bool = False, codec: str = "json") -> dict[str, float]:
-    """push_many all *requests* in batches (fingerprinted if *dedup*), then lease + ack them."""
+    """push_many all *requests* in batches (fingerprinted if *dedup*), then lease + ack them.
+
+    The requests are of one host, which lets a worker fetch as many at once as a
+    batch (its per-host concurrency): what is measured is the queue, not politeness.
+    """
     bloom = BloomSettings(capacity=2 * len(requests))
+    politeness = Politeness(concurrency=max(batch, 1))
     # Load the scripts (and whatever Redis creates lazily) before the measure.
-    warm = RedisRequestQueue(client, CrawlKeys("bench-warmup"), "warmup", bloom=bloom)
-    warm.push_many([QueuedRequest(encode_request(requests[0], spider), 0, b"x" * 20)])
-    warm.ack([lease.id for lease in warm.lease(1)])
-    queue = RedisRequestQueue(client, CrawlKeys("bench"), "bench-worker", bloom=bloom)
+    warm = RedisRequestQueue(client, CrawlKeys("bench-warmup"), "warmup", bloom=bloom, politeness=politeness)
+    warm.push_many([QueuedRequest(encode_request(requests[0], spider), 0, b"x" * 20, politeness_key(requests[0]))])
+    warm.ack([Ack(lease.id, lease.host) for lease in warm.lease(1)])
+    queue = RedisRequestQueue(client, CrawlKeys("bench"), "bench-worker", bloom=bloom, politeness=politeness)
     fingerprinter = RequestFingerprinter()
 
     def enqueue() -> None:
         for start in range(0, len(requests), batch):
             queue.push_many([
                 QueuedRequest(encode_request(r, spider, codec), r.priority,
-                              fingerprinter.fingerprint(r) if dedup else None)
+                              fingerprinter.fingerprint(r) if dedup else None, politeness_key(r))
                 for r in requests[start:start + batch]
             ])
 
@@ -164,7 +170,7 @@ def hermit_run(client: redis.Redis, spider: Spider, requests: list[Request], bat
         decoded = 0
         while leases := queue.lease(batch):
             decoded += len([decode_request(lease.entry, spider, lease.priority, codec) for lease in leases])
-            queue.ack([lease.id for lease in leases])
+            queue.ack([Ack(lease.id, lease.host) for lease in leases])
         return decoded
 
     return measure(client, len(requests), enqueue, dequeue)

@@ -9,12 +9,20 @@ in between, the lease comes back and the page is fetched again (at-least-once),
 and nothing is lost.
 
 If Redis is unreachable the outbox keeps everything and retries with backoff.
+
+With an ``executor`` (the worker's: one thread), a scheduled flush sends its
+transaction from that thread, so the reactor goes on parsing responses while Redis
+runs the scripts; the reply is handled back in the reactor thread. One transaction
+is in flight at a time, so the order above holds across transactions too. A
+flush called directly (before a lease, at close) first waits for the one in flight.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +45,9 @@ class Outbox:
 
     ``max_operations``: flush at once when this many writes wait.
     ``call_later(delay, fn)``: the reactor's scheduling (so tests can flush by hand).
+    ``executor`` and ``call_from_thread(fn, *args)``: send scheduled flushes from the
+    executor's thread, their outcome handled through ``call_from_thread`` (the
+    reactor's ``callFromThread``); without them every flush is sent from the caller.
     """
 
     def __init__(
@@ -47,7 +58,11 @@ class Outbox:
         call_later: Callable[[float, Callable[[], None]], Any],
         max_operations: int = 500,
         on_pushed: PushedCallback | None = None,
+        executor: Executor | None = None,
+        call_from_thread: Callable[..., Any] | None = None,
     ) -> None:
+        if (executor is None) != (call_from_thread is None):
+            raise ValueError("an executor needs call_from_thread, and the other way round")
         self.queue = queue
         self.health = health
         self.call_later = call_later
@@ -60,6 +75,10 @@ class Outbox:
         self._downloads: list[Ack] = []
         self._next_batch_number = 0
         self._unconfirmed: _Batch | None = None
+        self._executor = executor
+        self._call_from_thread = call_from_thread
+        #: The batch being sent from the executor's thread, and its outcome.
+        self._sending: tuple[_Batch, Future] | None = None
         self._flush_scheduled = False
         self.flushes = 0
 
@@ -67,13 +86,15 @@ class Outbox:
     def pending(self) -> int:
         """Writes not yet confirmed by Redis."""
         unconfirmed = self._unconfirmed.size if self._unconfirmed is not None else 0
-        return len(self._pushes) + len(self._items) + len(self._downloads) + len(self._acks) + unconfirmed
+        sending = self._sending[0].size if self._sending is not None else 0
+        return len(self._pushes) + len(self._items) + len(self._downloads) + len(self._acks) + unconfirmed + sending
 
     @property
     def pending_pushes(self) -> int:
         """Requests pushed and not yet confirmed by Redis."""
         unconfirmed = len(self._unconfirmed.pushes) if self._unconfirmed is not None else 0
-        return len(self._pushes) + unconfirmed
+        sending = len(self._sending[0].pushes) if self._sending is not None else 0
+        return len(self._pushes) + unconfirmed + sending
 
     def push(self, queued: QueuedRequest, context: Any = None) -> None:
         self._pushes.append(queued)
@@ -95,7 +116,10 @@ class Outbox:
 
     def _written(self) -> None:
         if self.pending >= self.max_operations and self.health.available():
-            self.flush()
+            if self._executor is not None and self._sending is None:
+                self._send_in_background()
+            else:
+                self.flush()  # a full outbox waits for Redis: that holds the spider back
         else:
             self._schedule(0.0 if self.health.available() else self.health.delay())
 
@@ -106,7 +130,39 @@ class Outbox:
 
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
-        self.flush()
+        if self._executor is None:
+            self.flush()
+        elif self._sending is None:
+            self._send_in_background()
+        # else: when the batch in flight is done, the rest is scheduled
+
+    def _send_in_background(self) -> None:
+        if not self.pending:
+            return
+        if not self.health.available():
+            self._schedule(self.health.delay())
+            return
+        assert self._executor is not None and self._call_from_thread is not None
+        batch = self._unconfirmed or self._take_batch()
+        self._unconfirmed = None
+        future = self._executor.submit(self._execute, batch)
+        self._sending = (batch, future)
+        call_from_thread = self._call_from_thread
+        future.add_done_callback(lambda done: call_from_thread(self._sent_in_background, done))
+
+    def _sent_in_background(self, future: Future) -> None:
+        if self._sending is None or self._sending[1] is not future:
+            return  # a direct flush waited for it and handled it
+        if self._finish_sending() and self.pending:
+            self._schedule(0.0)
+
+    def _finish_sending(self) -> bool:
+        """Wait for the batch in flight and handle its outcome; True if it landed."""
+        assert self._sending is not None
+        batch, future = self._sending
+        wait_for([future])
+        self._sending = None
+        return self._handle(batch, future)
 
     def flush(self) -> bool:
         """Write everything pending; return True if nothing is left.
@@ -115,6 +171,8 @@ class Outbox:
         newer: if it had in fact landed (only the reply was lost), its pushes are
         found already seen, its acks are no-ops and its items are not appended twice.
         """
+        if self._sending is not None and not self._finish_sending():
+            return False
         if not self.pending:
             return True
         if not self.health.available():
@@ -133,22 +191,37 @@ class Outbox:
         self._pushes, self._push_context, self._items, self._acks, self._downloads = [], [], [], [], []
         return batch
 
-    def _send(self, batch: _Batch) -> bool:
+    def _execute(self, batch: _Batch) -> list[Any]:
+        """Send *batch* as one MULTI/EXEC; Redis' replies. Touches nothing else (it
+        may run in the executor's thread)."""
         pipe = self.queue.client.pipeline(transaction=True)
-        if batch.pushes:
-            self.queue.push_many(batch.pushes, client=pipe)
-        self.queue.add_items(batch.items, batch.number, client=pipe)
-        self.queue.downloaded(batch.downloads, client=pipe)
-        self.queue.ack(batch.acks, client=pipe)
         try:
-            results = pipe.execute()
+            if batch.pushes:
+                self.queue.push_many(batch.pushes, client=pipe)
+            self.queue.add_items(batch.items, batch.number, client=pipe)
+            self.queue.downloaded(batch.downloads, client=pipe)
+            self.queue.ack(batch.acks, client=pipe)
+            return pipe.execute()
+        finally:
+            pipe.reset()
+
+    def _send(self, batch: _Batch) -> bool:
+        future: Future = Future()
+        try:
+            future.set_result(self._execute(batch))
+        except redis.RedisError as exc:
+            future.set_exception(exc)
+        return self._handle(batch, future)
+
+    def _handle(self, batch: _Batch, future: Future) -> bool:
+        """What Redis said to *batch*: True if it landed."""
+        try:
+            results = future.result()
         except redis.RedisError as exc:
             # A failed MULTI/EXEC applied nothing, or (reply lost) everything.
             self._unconfirmed = batch
             self._schedule(self.health.failed(exc, "writing requests, items and acks"))
             return False
-        finally:
-            pipe.reset()
         self._unconfirmed = None
         self.health.succeeded()
         self.flushes += 1

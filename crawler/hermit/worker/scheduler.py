@@ -13,6 +13,7 @@ import logging
 import time
 import weakref
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -96,6 +97,7 @@ class HermitScheduler(BaseScheduler):
         self.client: redis.Redis | None = None
         self.queue: RedisRequestQueue | None = None
         self.outbox: Outbox | None = None
+        self._outbox_thread: ThreadPoolExecutor | None = None
         self._prefetched: deque[tuple[Lease, Request]] = deque()
         self._in_progress: dict[Request, Lease] = {}
         # Requests whose download ended: their host's slot is already freed.
@@ -158,9 +160,13 @@ class HermitScheduler(BaseScheduler):
         )
         from twisted.internet import reactor  # the one Scrapy installed, not a default
 
+        # The outbox sends from its own thread, so parsing goes on while Redis runs
+        # the push and ack scripts.
+        self._outbox_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hermit-outbox")
         self.outbox = Outbox(
             self.queue, health=self.health, call_later=reactor.callLater,
             max_operations=config.flush_max_operations, on_pushed=self._pushed,
+            executor=self._outbox_thread, call_from_thread=reactor.callFromThread,
         )
         _OPEN_SCHEDULERS[self.crawler] = self
         engine_hooks.check_supported(self.crawler)
@@ -211,6 +217,8 @@ class HermitScheduler(BaseScheduler):
         self._in_progress.clear()
         self._downloaded.clear()
         _OPEN_SCHEDULERS.pop(self.crawler, None)
+        if self._outbox_thread is not None:
+            self._outbox_thread.shutdown(wait=False)
         self.client.close()
 
     def count_crawl_wide(self, counter: str, amount: int = 1) -> None:
