@@ -8,11 +8,11 @@ Two codecs (``HERMIT_QUEUE_CODEC``):
 
 ``json`` (the default)
     UTF-8 JSON; ``meta`` and ``cb_kwargs`` values use the tagged encoding of
-    :mod:`hermit.queue.values` (items of every kind itemadapter supports but
-    pydantic, datetimes, decimals, UUIDs, sets, enums, bytes, tuples, nested).
-    Decoding never unpickles, never imports a module outside the spider's own
-    package, and builds only requests, items, dataclass/attrs objects and enums, so
-    a queue entry can't run code in a worker. A pickle entry is refused.
+    :mod:`hermit.queue.values` (items of every kind itemadapter supports,
+    datetimes, decimals, UUIDs, sets, enums, bytes, tuples, nested). Decoding never
+    unpickles, never imports a module outside the spider's own package, and builds
+    only requests, items, dataclass/attrs objects, pydantic models (through
+    ``model_construct``) and enums, so a queue entry can't run code in a worker. A pickle entry is refused.
 ``pickle``
     The same compact dict, pickled (protocol 5): whatever Scrapy's own disk queues
     can hold. **Only for a Redis no one untrusted can write to**: unpickling runs
