@@ -15,6 +15,7 @@
 # Builds run under nice. Progress goes to stderr, the directory to stdout.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
+command -v go >/dev/null || { echo "build.sh: go not found: Go 1.26 or newer is needed" >&2; exit 1; }
 cache=${HERMIT_CACHE_DIR:-$HOME/.cache/hermit}/kubernetes
 mkdir -p "$cache"
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -trimpath -buildvcs=false"

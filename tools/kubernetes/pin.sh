@@ -16,6 +16,15 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local
 
+gomod_of() {  # module@version: the path of its go.mod in the module cache
+    go mod download -json "$1" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p'
+}
+
+# The wrapper's go directive: the one of the module it builds (never newer than needed).
+go_of() {  # module@version
+    sed -n 's/^go \([0-9.]*\)$/\1/p' "$(gomod_of "$1")"
+}
+
 module() {  # dir module-path
     rm -f "$here/$1/go.mod" "$here/$1/go.sum"
     mkdir -p "$here/$1"
@@ -29,12 +38,12 @@ for arg in "$@"; do
         dir=$here/kubernetes
         module kubernetes hermit.tools/kubernetes
         cd "$dir"
-        gomod=$(go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+        gomod=$(gomod_of "k8s.io/kubernetes@$version")
         # "v1.37.2" -> "v0.37.2" for the staging modules.
         staging=v0.${version#v1.}
         go mod edit -require="k8s.io/kubernetes@$version"
         # The same go directive as Kubernetes itself.
-        go mod edit -go="$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$gomod")"
+        go mod edit -go="$(go_of "k8s.io/kubernetes@$version")"
         for m in $(awk '/^[ \t]*k8s\.io\/[^ ]+ v0\.0\.0$/ { print $1 }' "$gomod"); do
             go mod edit -replace="$m=$m@$staging"
         done
@@ -46,6 +55,7 @@ for arg in "$@"; do
         module etcd hermit.tools/etcd
         cd "$here/etcd"
         go mod edit -require="go.etcd.io/etcd/server/v3@$version"
+        go mod edit -go="$(go_of "go.etcd.io/etcd/server/v3@$version")"
         go list -deps go.etcd.io/etcd/server/v3 >/dev/null
         go mod verify
         ;;
@@ -53,6 +63,7 @@ for arg in "$@"; do
         module kwok hermit.tools/kwok
         cd "$here/kwok"
         go mod edit -require="sigs.k8s.io/kwok@$version"
+        go mod edit -go="$(go_of "sigs.k8s.io/kwok@$version")"
         go list -deps sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl >/dev/null
         go mod verify
         ;;
@@ -60,6 +71,7 @@ for arg in "$@"; do
         module metrics-server hermit.tools/metrics-server
         cd "$here/metrics-server"
         go mod edit -require="sigs.k8s.io/metrics-server@$version"
+        go mod edit -go="$(go_of "sigs.k8s.io/metrics-server@$version")"
         go list -deps sigs.k8s.io/metrics-server/cmd/metrics-server >/dev/null
         go mod verify
         ;;

@@ -1,5 +1,5 @@
 module hermit.tools/etcd
 
-go 1.26.8
+go 1.26
 
 require go.etcd.io/etcd/server/v3 v3.7.0

@@ -1,5 +1,5 @@
 module hermit.tools/metrics-server
 
-go 1.26.8
+go 1.24.4
 
 require sigs.k8s.io/metrics-server v0.8.0
