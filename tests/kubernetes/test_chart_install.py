@@ -87,11 +87,19 @@ def test_the_restricted_pod_security_standard_admits_every_pod(cluster: Cluster,
 
 
 def test_the_restricted_namespace_does_refuse_a_pod_that_breaks_the_standard(cluster: Cluster, installed: dict) -> None:
-    """The check above can fail: the same admission refuses a root pod in that namespace."""
+    """The checks above can fail: the same admission refuses a root pod in that namespace,
+    and the same dry run of the label warns about one already running elsewhere."""
     result = cluster.run_kubectl("run", "root-pod", "-n", NAMESPACE, "--image=example.invalid/root:1",
                                  "--restart=Never", "--dry-run=server")
     assert result.returncode != 0
     assert "violates PodSecurity" in result.stderr
+    other = cluster.namespace("hermit-psa-probe")
+    cluster.kubectl("run", "root-pod", "-n", other, "--image=example.invalid/root:1", "--restart=Never")
+    check = cluster.run_kubectl("label", "--dry-run=server", "--overwrite", "namespace", other,
+                                "pod-security.kubernetes.io/enforce=restricted",
+                                "pod-security.kubernetes.io/enforce-version=v1.37")
+    assert check.returncode == 0 and "violate" in check.stderr, check.stderr
+    cluster.kubectl("delete", "namespace", other, "--wait=false")
 
 
 def test_the_seed_hook_job_completed(cluster: Cluster, installed: dict) -> None:
