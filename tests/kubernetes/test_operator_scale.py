@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from cluster import CHART, Cluster, wait_for
-from test_operator_rbac import USAGE, Operator
+from operator_runner import USAGE, Operator
 
 NAMESPACE = "hermit-scale"
 RELEASE = "scale"
