@@ -61,9 +61,10 @@ _HASH_BYTES = 6  # each of h1, h2: 48 bits, so h1 + j*h2 stays exact in Lua doub
 _ADD_SCRIPT = """
 local bloom = bloom_open(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
   tonumber(ARGV[4]), ARGV[5])
-local packed, out = ARGV[6], {}
+local packed, out, n = ARGV[6], {}, 0
 for offset = 1, #packed, 12 do
-  out[#out + 1] = bloom_add(bloom, bloom_hashes(packed, offset))
+  n = n + 1
+  out[n] = bloom_add(bloom, bloom_hashes(packed, offset))
 end
 bloom_flush(bloom)
 return table.concat(out)
@@ -77,8 +78,10 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 -- The sizing arguments only matter when creating, which can't happen here.
 local bloom = bloom_open(KEYS[1], 1, 0.5, 1, 8)
+local n = 0
 for offset = 1, #packed, 12 do
-  out[#out + 1] = bloom_contains(bloom, bloom_hashes(packed, offset))
+  n = n + 1
+  out[n] = bloom_contains(bloom, bloom_hashes(packed, offset))
 end
 return table.concat(out)
 """
