@@ -119,42 +119,6 @@ def test_features_behave_as_in_plain_scrapy(scrapy_project, redis_url, demo_site
         assert f"'request_depth_max': {DEPTH_LIMIT}," in log
 
 
-CLOSE_SPIDER = '''
-import scrapy
-from w3lib.url import url_query_cleaner
-
-
-class PagesSpider(scrapy.Spider):
-    name = "pages"
-
-    async def start(self):
-        yield scrapy.Request(self.url)
-
-    def parse(self, response):
-        yield {"url": response.url}
-        for href in response.css("a[href*='/p/']::attr(href)").getall():
-            yield scrapy.Request(url_query_cleaner(response.urljoin(href), ("sid",), remove=True))
-'''
-
-
-@pytest.mark.parametrize("demo_site", [80], indirect=True)
-def test_closespider_itemcount_is_per_worker_and_the_rest_stays_queued(scrapy_project, redis_url, demo_site):
-    project = scrapy_project(
-        "pages", {"spiders/pages.py": CLOSE_SPIDER},
-        f'REDIS_URL = "{redis_url}"\nHERMIT_IDLE_CLOSE_SECONDS = 1\nCONCURRENT_REQUESTS = 2\n',
-    )
-    args = ("-a", f"url={demo_site.url}")
-    first = project.crawl("pages", *args, "-o", "first.jsonl", "-s", "CLOSESPIDER_ITEMCOUNT=10")
-    assert "'finish_reason': 'closespider_itemcount'" in first.stderr
-    assert 10 <= len(project.feed("first.jsonl")) < 40
-    # A second worker, without the limit, finishes the crawl from the shared queue.
-    project.crawl("pages", *args, "-o", "second.jsonl")
-    urls = [i["url"] for i in project.feed("first.jsonl") + project.feed("second.jsonl")]
-    expected = {demo_site.url} | {f"{demo_site.url}p/{n}.html" for n in range(80)}
-    assert set(urls) == expected
-    assert len(urls) - len(expected) <= 4  # at most what the first had in flight is fetched again
-
-
 LIMITS_SPIDER = '''
 import re
 
@@ -164,7 +128,7 @@ from w3lib.url import url_query_cleaner
 
 class LimitsSpider(scrapy.Spider):
     """One item per page, every page's links followed; with ``-a failing=1`` the callback
-    of every tenth page raises once its item and links are out (a spider error)."""
+    of every fourth page raises once its item and links are out (a spider error)."""
 
     name = "limits"
     failing = ""
@@ -180,6 +144,25 @@ class LimitsSpider(scrapy.Spider):
         if self.failing and page and int(page[1]) % 4 == 1:
             raise ValueError(f"page {page[1]} fails on purpose")
 '''
+
+
+@pytest.mark.parametrize("demo_site", [80], indirect=True)
+def test_closespider_itemcount_is_per_worker_and_the_rest_stays_queued(scrapy_project, redis_url, demo_site):
+    project = scrapy_project(
+        "limits", {"spiders/limits.py": LIMITS_SPIDER},
+        f'REDIS_URL = "{redis_url}"\nHERMIT_IDLE_CLOSE_SECONDS = 1\nCONCURRENT_REQUESTS = 2\n',
+    )
+    args = ("-a", f"url={demo_site.url}")
+    first = project.crawl("limits", *args, "-o", "first.jsonl", "-s", "CLOSESPIDER_ITEMCOUNT=10")
+    assert "'finish_reason': 'closespider_itemcount'" in first.stderr
+    assert 10 <= len(project.feed("first.jsonl")) < 40
+    # A second worker, without the limit, finishes the crawl from the shared queue.
+    project.crawl("limits", *args, "-o", "second.jsonl")
+    urls = [i["url"] for i in project.feed("first.jsonl") + project.feed("second.jsonl")]
+    expected = {demo_site.url} | {f"{demo_site.url}p/{n}.html" for n in range(80)}
+    assert set(urls) == expected
+    assert len(urls) - len(expected) <= 4  # at most what the first had in flight is fetched again
+
 
 #: CLOSESPIDER_* setting -> (first worker's settings, its finish reason, spider arguments).
 CLOSESPIDER_CASES = {
