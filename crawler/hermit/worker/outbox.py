@@ -162,7 +162,11 @@ class Outbox:
         batch, future = self._sending
         wait_for([future])
         self._sending = None
-        return self._handle(batch, future)
+        try:
+            results = future.result()
+        except redis.RedisError as exc:
+            return self._failed(batch, exc)
+        return self._landed(batch, results)
 
     def flush(self) -> bool:
         """Write everything pending; return True if nothing is left.
@@ -206,22 +210,19 @@ class Outbox:
             pipe.reset()
 
     def _send(self, batch: _Batch) -> bool:
-        future: Future = Future()
         try:
-            future.set_result(self._execute(batch))
+            results = self._execute(batch)
         except redis.RedisError as exc:
-            future.set_exception(exc)
-        return self._handle(batch, future)
+            return self._failed(batch, exc)
+        return self._landed(batch, results)
 
-    def _handle(self, batch: _Batch, future: Future) -> bool:
-        """What Redis said to *batch*: True if it landed."""
-        try:
-            results = future.result()
-        except redis.RedisError as exc:
-            # A failed MULTI/EXEC applied nothing, or (reply lost) everything.
-            self._unconfirmed = batch
-            self._schedule(self.health.failed(exc, "writing requests, items and acks"))
-            return False
+    def _failed(self, batch: _Batch, exc: redis.RedisError) -> bool:
+        # A failed MULTI/EXEC applied nothing, or (reply lost) everything.
+        self._unconfirmed = batch
+        self._schedule(self.health.failed(exc, "writing requests, items and acks"))
+        return False
+
+    def _landed(self, batch: _Batch, results: list[Any]) -> bool:
         self._unconfirmed = None
         self.health.succeeded()
         self.flushes += 1
