@@ -197,6 +197,20 @@ def _number(settings: BaseSettings, name: str, kind: type, minimum: float) -> An
     return value
 
 
+def _scrapy_number(settings: BaseSettings, name: str, kind: type, default: float, minimum: float) -> Any:
+    """One of Scrapy's own settings that Hermit reads too, checked as :func:`_number` checks Hermit's."""
+    raw = settings.get(name)
+    if raw is None or raw == "":
+        return kind(default)
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise NotConfigured(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
+    if value < minimum:
+        raise NotConfigured(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
 class InvalidSetting(ValueError):
     """A Hermit setting with a value the worker can't run with (the message names it).
 
@@ -300,9 +314,8 @@ class WorkerConfig:
         max_chunk_bits = _number(settings, "HERMIT_DEDUP_MAX_CHUNK_BITS", int, 8)
         if max_chunk_bits > 2**32:
             raise NotConfigured("HERMIT_DEDUP_MAX_CHUNK_BITS can't exceed 2**32 (Redis' 512 MB string limit)")
-        prefetch = _number(settings, "HERMIT_PREFETCH_REQUESTS", int, 0) or settings.getint(
-            "CONCURRENT_REQUESTS", 16
-        )
+        concurrent_requests = _scrapy_number(settings, "CONCURRENT_REQUESTS", int, 16, 1)
+        prefetch = _number(settings, "HERMIT_PREFETCH_REQUESTS", int, 0) or concurrent_requests
         return cls(
             redis_url=settings.get("HERMIT_REDIS_URL") or settings.get("REDIS_URL") or DEFAULT_REDIS_URL,
             crawl=crawl,
@@ -341,13 +354,8 @@ def _delay_jitter(settings: BaseSettings) -> float:
 
 def politeness(settings: BaseSettings) -> Politeness:
     """The fleet-wide per-host limits from Scrapy's own settings and Hermit's backoff ones."""
-    try:
-        delay = float(settings.get("DOWNLOAD_DELAY") or 0)
-    except (TypeError, ValueError):
-        raise NotConfigured(f"DOWNLOAD_DELAY must be a number, got {settings.get('DOWNLOAD_DELAY')!r}") from None
-    if delay < 0:
-        raise NotConfigured(f"DOWNLOAD_DELAY must be at least 0, got {delay}")
-    concurrency = settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN", 8) or 8
+    delay = _scrapy_number(settings, "DOWNLOAD_DELAY", float, 0, 0)
+    concurrency = _scrapy_number(settings, "CONCURRENT_REQUESTS_PER_DOMAIN", int, 8, 0) or 8
     base = _number(settings, "HERMIT_HOST_BACKOFF_BASE_SECONDS", float, 0.001)
     longest = _number(settings, "HERMIT_HOST_BACKOFF_MAX_SECONDS", float, 0.001)
     if longest < base:

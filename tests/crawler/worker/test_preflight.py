@@ -27,6 +27,11 @@ class BooksSpider(scrapy.Spider):
     ("HERMIT_LEASE_TIMEOUT_SECONDS", "0", "HERMIT_LEASE_TIMEOUT_SECONDS must be at least 0.1, got '0'"),
     ("HERMIT_DEDUP_ERROR_RATIO", "2", "HERMIT_DEDUP_ERROR_RATIO must be between 0 and 1, got 2.0"),
     ("HERMIT_DRAIN_TIMEOUT_SECONDS", "x", "HERMIT_DRAIN_TIMEOUT_SECONDS must be a number, got 'x'"),
+    ("HERMIT_DEDUP_KNOWN_FINGERPRINTS", "-5", "HERMIT_DEDUP_KNOWN_FINGERPRINTS must be at least 0, got '-5'"),
+    # Scrapy's own settings that Hermit reads are checked the same way.
+    ("CONCURRENT_REQUESTS", "lots", "CONCURRENT_REQUESTS must be an integer, got 'lots'"),
+    ("CONCURRENT_REQUESTS_PER_DOMAIN", "x", "CONCURRENT_REQUESTS_PER_DOMAIN must be an integer, got 'x'"),
+    ("DOWNLOAD_DELAY", "-1", "DOWNLOAD_DELAY must be at least 0, got '-1'"),
 ])
 def test_an_invalid_setting_is_named_with_its_value_and_what_is_expected(name, value, message):
     with pytest.raises(InvalidSetting) as raised:
