@@ -47,7 +47,10 @@ def test_a_crawl_whose_workers_stop_at_closespider_pagecount_ends_and_carries_on
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
     assert "died" not in first.stderr and "The workers stopped at a limit" in first.stdout
     partial = demo_items(tmp_path / "items.jsonl", PAGES)
-    assert partial.lost and len(partial.urls) <= WORKERS * (10 + CONCURRENCY)
+    # Per worker: its 10 responses, the downloads in flight, and those Scrapy's engine
+    # still started in the turn before its close took effect (Scrapy closes on the
+    # next turn of the reactor after the 10th response, in plain Scrapy too).
+    assert partial.lost and len(partial.urls) <= WORKERS * (10 + 2 * CONCURRENCY)
     rest = hermit_cli(*crawl_args(), cwd=tmp_path)
     assert rest.returncode == 0, rest.stdout[-2000:] + rest.stderr[-3000:]
     items = demo_items(tmp_path / "items.jsonl", PAGES)
