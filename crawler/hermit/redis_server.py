@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -75,6 +76,8 @@ class EmbeddedRedis:
     session (a terminal's Ctrl-C does not reach it) and, on Linux, gets SIGTERM — a
     clean shutdown that writes the AOF — if this process dies without stopping it.
     :meth:`start` again after it died restarts it on the same port and data.
+    ``extra_args`` are more ``--option value`` arguments for the server; they come
+    last, so they override the ones above.
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class EmbeddedRedis:
         appendonly: bool = False,
         appendfsync: str = "everysec",
         binary: str | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.binary = binary or find_server_binary()
         self.port = port or free_loopback_port()
@@ -94,6 +98,7 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.appendonly = appendonly
         self.appendfsync = appendfsync
+        self.extra_args = list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -113,6 +118,7 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--loglevel", "warning",
             "--logfile", str(self.data_dir / "server.log"),
+            *self.extra_args,
         ]
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
