@@ -240,3 +240,12 @@ def test_an_entry_naming_another_class_or_a_function_is_undecodable(spider, name
     with pytest.raises(UndecodableEntry, match="is not a Request class"):
         decode_request(entry, spider)
     assert NOT_CALLED == []
+
+
+def test_numbers_only_the_standard_json_module_reads_round_trip(spider):
+    # json.dumps writes Infinity and integers beyond 64 bits, which the fast parser
+    # refuses: those entries must still decode, not be dead-lettered.
+    meta = {"big": 2**70, "inf": float("inf"), "negative": -(2**65)}
+    entry = encode_request(Request("https://a.example/", meta=meta), spider)
+    assert b"Infinity" in entry
+    assert decode_request(entry, spider).meta == meta

@@ -20,6 +20,7 @@ local base, longest = tonumber(ARGV[2]), tonumber(ARGV[3])
 local step = ARGV[4]
 local done = 0
 local touched = hosts_touched()
+local slots_freed = {}  -- host -> slots to free, applied once per host
 for i = 5, #ARGV, 4 do
   local host = ARGV[i + 1]
   local value = redis.call('HGET', KEYS[1], ARGV[i])
@@ -31,7 +32,7 @@ for i = 5, #ARGV, 4 do
       redis.call('HDEL', KEYS[1], ARGV[i])
     end
     if not freed then
-      hosts_release(H, host, 1)
+      slots_freed[host] = (slots_freed[host] or 0) + 1
       touched.add(host)
     end
     if step ~= 'downloaded' or not freed then done = done + 1 end
@@ -39,6 +40,7 @@ for i = 5, #ARGV, 4 do
   hosts_outcome(H, host, ARGV[i + 2], ARGV[i + 3], now, base, longest)
 end
 for _, host in ipairs(touched.list) do
+  hosts_release(H, host, slots_freed[host])
   hosts_schedule(H, host, now, default_concurrency)
 end
 if step ~= 'downloaded' and done > 0 then redis.call('HINCRBY', KEYS[2], step, done) end
