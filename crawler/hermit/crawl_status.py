@@ -7,9 +7,10 @@ from typing import Any
 
 import redis
 
-from hermit.dedup.bloom import BloomInfo, RedisBloomFilter
+from hermit.dedup.bloom import BloomInfo, ShardedBloomFilter
 from hermit.keys import CrawlKeys
 from hermit.queue.redis_queue import QueueStatus, read_status
+from hermit.queue.shards import crawl_shards
 
 
 @dataclass
@@ -27,5 +28,5 @@ class CrawlStatus:
 
 
 def read_crawl_status(client: redis.Redis, keys: CrawlKeys) -> CrawlStatus:
-    bloom = RedisBloomFilter(client, keys).info()
+    bloom = ShardedBloomFilter(client, keys, crawl_shards(client, keys)).info()
     return CrawlStatus(queue=read_status(client, keys), bloom=bloom, items=client.xlen(keys.items))

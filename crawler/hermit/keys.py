@@ -1,8 +1,11 @@
 """Redis key names of one crawl.
 
-Every key carries the crawl name as a Redis Cluster hash tag (``hermit:{crawl}:...``),
-so all keys of a crawl live on one cluster slot (multi-key scripts stay legal) and
-several crawls can share one Redis or one cluster.
+Every key carries a Redis Cluster hash tag: the crawl name (``hermit:{crawl}:...``)
+for the crawl's first shard and for what the crawl has once (its layout, its items),
+``{crawl~i}`` for its shard i > 0 (``~`` can't occur in a crawl name). A shard is a
+whole frontier and Bloom filter of its own on one cluster slot, so every script
+stays atomic, and several crawls can share one Redis or one cluster
+(:mod:`hermit.queue.shards` says what goes where).
 """
 
 from __future__ import annotations
@@ -31,14 +34,30 @@ class CrawlKeys:
 
     crawl: str
     prefix: str = "hermit"
+    #: Which shard of the crawl these keys name (0: the first, whose tag is the crawl name).
+    shard_index: int = 0
 
     def __post_init__(self) -> None:
         validate_crawl_name(self.crawl)
+        if self.shard_index < 0:
+            raise ValueError(f"shard index must not be negative, got {self.shard_index}")
 
     @property
     def base(self) -> str:
-        """The common part: ``<prefix>:{<crawl>}``."""
-        return f"{self.prefix}:{{{self.crawl}}}"
+        """The common part: ``<prefix>:{<crawl>}``, or ``<prefix>:{<crawl>~<i>}`` for shard i > 0."""
+        tag = self.crawl if self.shard_index == 0 else f"{self.crawl}~{self.shard_index}"
+        return f"{self.prefix}:{{{tag}}}"
+
+    def shard(self, index: int) -> CrawlKeys:
+        """The keys of shard *index* of this crawl."""
+        return CrawlKeys(self.crawl, self.prefix, index)
+
+    @property
+    def layout(self) -> str:
+        """HASH of how the crawl is laid out (``shards``: its number of shards), set
+        once when the crawl is created; absent for crawls made before shards (one shard).
+        Always on the first shard's tag."""
+        return f"{self.prefix}:{{{self.crawl}}}:layout"
 
     # request queue: one queue per politeness key ("host"), a schedule of hosts
     def host_queue(self, host: str, priority: int) -> str:
@@ -128,6 +147,32 @@ class CrawlKeys:
         """Counter giving unique lease ids."""
         return f"{self.base}:lease-seq"
 
+    # requests handed from the shard whose Bloom filter saw them first to their host's shard
+    def handoff(self, target: int) -> str:
+        """LIST of requests new to this shard's filter whose host lives on shard
+        *target*, each ``'<seq> <priority> <host>\\n<entry>'``, until delivered there."""
+        return f"{self.base}:handoff:{target}"
+
+    def handoff_seq(self, target: int) -> str:
+        """Counter numbering this shard's handoffs to shard *target*."""
+        return f"{self.base}:handoff-seq:{target}"
+
+    @property
+    def handoff_targets(self) -> str:
+        """SET of the shards this shard has handoffs waiting for."""
+        return f"{self.base}:handoff-targets"
+
+    @property
+    def handoffs_received(self) -> str:
+        """HASH source shard -> the last handoff sequence number applied here."""
+        return f"{self.base}:handoffs-received"
+
+    @property
+    def blocked_hosts(self) -> str:
+        """SET of hosts `hermit hosts` blocked, on every shard: a shard's push sees a
+        host blocked whichever shard the host lives on."""
+        return f"{self.base}:hosts:blocked"
+
     @property
     def dead_letters(self) -> str:
         """LIST of undecodable entries, each a JSON object with the reason."""
@@ -154,8 +199,9 @@ class CrawlKeys:
         """STREAM of scraped items (JSON), the durable item sink."""
         return f"{self.base}:items"
 
-    def pattern(self) -> str:
-        """A SCAN pattern matching every key of this crawl."""
+    def patterns(self) -> tuple[str, str]:
+        """SCAN patterns that together match every key of this crawl: its first
+        shard's tag, then every other shard's."""
         # Braces are literal in glob patterns; only the crawl name needs escaping.
         escaped = re.sub(r"([*?\[\]\\])", r"\\\1", self.crawl)
-        return f"{self.prefix}:{{{escaped}}}:*"
+        return f"{self.prefix}:{{{escaped}}}:*", f"{self.prefix}:{{{escaped}~*}}:*"

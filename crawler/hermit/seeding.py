@@ -13,7 +13,8 @@ from scrapy.utils.request import RequestFingerprinter, RequestFingerprinterProto
 
 from hermit.queue.codec import encode_request
 from hermit.queue.hosts import politeness_key
-from hermit.queue.redis_queue import QueuedRequest, RedisRequestQueue
+from hermit.queue.frontier import Frontier
+from hermit.queue.redis_queue import QueuedRequest
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def load_fingerprinter(path: str | None) -> RequestFingerprinterProtocol:
 
 
 def push_seeds(
-    queue: RedisRequestQueue,
+    queue: Frontier,
     lines: Iterable[tuple[int, str]],
     *,
     priority: int = 0,

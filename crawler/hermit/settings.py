@@ -17,6 +17,7 @@ from scrapy.exceptions import NotConfigured
 from hermit.keys import validate_crawl_name
 from hermit.queue.codec import check_codec
 from hermit.queue.redis_queue import QUEUE_ORDERS, BloomSettings, Politeness
+from hermit.queue.shards import CLUSTER_DEFAULT_SHARDS, MAX_SHARDS
 from hermit.setting_spec import Setting
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "HERMIT_QUEUE_ORDER": "fifo",
     # Encoding of queued requests: "json" (safe) or "pickle" (only for a trusted Redis).
     "HERMIT_QUEUE_CODEC": "json",
+    # Shards of a new crawl's frontier and filter (0: 1 on a single Redis, 16 on a cluster).
+    "HERMIT_QUEUE_SHARDS": 0,
     # Outbound batching: flush queued pushes/items/acks at this many operations.
     "HERMIT_FLUSH_MAX_OPERATIONS": 500,
     # Redis outage: retry with exponential backoff up to this delay.
@@ -124,6 +127,10 @@ SETTING_DOCS: dict[str, SettingDoc] = {
         "from Redis; `pickle` carries whatever pickle can, but anyone who can write to the Redis can then run "
         "code in every worker: only for a Redis no one untrusted can reach ([scrapy-compatibility]"
         "(scrapy-compatibility.md#queued-requests))"),
+    "HERMIT_QUEUE_SHARDS": SettingDoc(
+        "shards a new crawl's frontier and Bloom filter are split over, each on its own Redis Cluster slot "
+        "(read when the crawl is created; [redis-cluster](redis-cluster.md))",
+        f"0 = 1 on a single Redis, {CLUSTER_DEFAULT_SHARDS} on a Redis Cluster"),
     "HERMIT_FLUSH_MAX_OPERATIONS": SettingDoc("write pushes/items/acks at once when this many wait"),
     "HERMIT_REDIS_RETRY_MAX_SECONDS": SettingDoc("longest backoff between retries while Redis is unreachable"),
     "HERMIT_REDIS_SOCKET_TIMEOUT_SECONDS": SettingDoc("Redis socket timeout"),
@@ -195,6 +202,13 @@ def _number(settings: BaseSettings, name: str, kind: type, minimum: float) -> An
     if value < minimum:
         raise NotConfigured(f"{name} must be at least {minimum}, got {raw!r}")
     return value
+
+
+def _queue_shards(settings: BaseSettings) -> int:
+    shards = _number(settings, "HERMIT_QUEUE_SHARDS", int, 0)
+    if shards > MAX_SHARDS:
+        raise NotConfigured(f"HERMIT_QUEUE_SHARDS must be at most {MAX_SHARDS}, got {shards}")
+    return shards
 
 
 def _scrapy_number(settings: BaseSettings, name: str, kind: type, default: float, minimum: float) -> Any:
@@ -290,6 +304,8 @@ class WorkerConfig:
     known_fingerprints: int
     items_enabled: bool
     queue_codec: str = "json"
+    #: Shards for a new crawl (0: chosen by the kind of Redis).
+    queue_shards: int = 0
     politeness: Politeness = Politeness()
     robots_crawl_delay_max_seconds: float = 60.0
 
@@ -338,6 +354,7 @@ class WorkerConfig:
             known_fingerprints=_number(settings, "HERMIT_DEDUP_KNOWN_FINGERPRINTS", int, 0),
             items_enabled=settings.getbool("HERMIT_ITEMS_ENABLED", True),
             queue_codec=queue_codec,
+            queue_shards=_queue_shards(settings),
             politeness=politeness(settings),
             robots_crawl_delay_max_seconds=_number(settings, "HERMIT_ROBOTS_CRAWL_DELAY_MAX_SECONDS", float, 0),
         )

@@ -8,6 +8,7 @@ from typing import Any
 import click
 import redis
 
+from hermit import redis_client
 from hermit.keys import CrawlKeys, validate_crawl_name
 from hermit.redis_url import redact_url
 from hermit.setting_spec import EnvironmentVariable
@@ -53,7 +54,7 @@ prefix_option = click.option("--prefix", default="hermit", show_default=True, he
 def connect(redis_url: str) -> redis.Redis:
     """A client for *redis_url*, or one clear error if Redis can't be reached."""
     try:
-        client = redis.Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=10)
+        client = redis_client.connect(redis_url, socket_timeout=10, connect_timeout=3)
         client.ping()
     except (redis.RedisError, ValueError) as exc:
         raise click.ClickException(f"cannot reach Redis at {redact_url(redis_url)}: {exc}") from None

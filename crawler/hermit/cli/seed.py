@@ -7,7 +7,8 @@ import sys
 import click
 
 from hermit.cli.options import connect, crawl_keys, crawl_option, prefix_option, redis_option
-from hermit.queue.redis_queue import RedisRequestQueue
+from hermit.queue.frontier import Frontier
+from hermit.queue.shards import CLUSTER_DEFAULT_SHARDS, MAX_SHARDS, open_shards
 from hermit.seeding import load_fingerprinter, push_seeds, read_seed_lines
 
 
@@ -34,9 +35,14 @@ def _project_fingerprinter() -> str | None:
     help="Dotted path of the workers' REQUEST_FINGERPRINTER_CLASS (default: the current "
     "Scrapy project's setting, else Scrapy's own).",
 )
+@click.option(
+    "--shards", type=click.IntRange(0, MAX_SHARDS), default=0, envvar="HERMIT_QUEUE_SHARDS",
+    help="Shards of the crawl's frontier if the crawl is new (0: 1 on a single Redis, "
+    f"{CLUSTER_DEFAULT_SHARDS} on a Redis Cluster; env HERMIT_QUEUE_SHARDS).",
+)
 def seed_command(
     source, redis_url: str, crawl: str, prefix: str, urls: tuple[str, ...], priority: int,
-    fingerprinter: str | None,
+    fingerprinter: str | None, shards: int,
 ) -> None:
     """Push seed URLs (one per line, from SOURCE or stdin; '#' starts a comment).
 
@@ -49,7 +55,8 @@ def seed_command(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--fingerprinter") from None
     client = connect(redis_url)
-    queue = RedisRequestQueue(client, crawl_keys(crawl, prefix), worker_id="cli-seed")
+    keys = crawl_keys(crawl, prefix)
+    queue = Frontier(client, keys, "cli-seed", shards=open_shards(client, keys, shards))
     lines = ((0, url) for url in urls) if urls else read_seed_lines(source)
     report = push_seeds(queue, lines, priority=priority, fingerprinter=request_fingerprinter)
     for number, text, reason in report.rejected:

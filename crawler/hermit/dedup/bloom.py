@@ -270,6 +270,8 @@ class BloomInfo:
     error_ratio: float
     layer_details: tuple[BloomLayer, ...]
     kind: str = "blocked"
+    #: Shards of the crawl the figures add up (their layers one after the other).
+    shards: int = 1
 
 
 class RedisBloomFilter:
@@ -411,3 +413,81 @@ class RedisBloomFilter:
     def delete(self) -> int:
         """Drop the filter (meta hash and bitmaps); returns the number of keys removed."""
         return int(self._delete(keys=[self.keys.bloom_meta]))
+
+
+def fingerprint_shard(fingerprint: bytes, shards: int) -> int:
+    """The shard of a crawl whose filter checks *fingerprint* (hermit.queue.shards).
+
+    Read from bytes 12-15 of the fingerprint's digest, which the filter's own hashes
+    (bytes 0-11, :func:`fingerprint_hashes`) don't use: a shard then gets
+    fingerprints spread over all its filter's blocks.
+    """
+    if shards == 1:
+        return 0
+    digest = fingerprint if len(fingerprint) == _FINGERPRINT_BYTES else hashlib.sha1(fingerprint).digest()
+    return int.from_bytes(digest[12:16], "big") % shards
+
+
+class ShardedBloomFilter:
+    """The filter of a crawl over *shards* shards: each fingerprint in the filter of its
+    shard (:func:`fingerprint_shard`), each shard's filter sized for its share of
+    *capacity*. Has :class:`RedisBloomFilter`'s ``add_many``, ``contains_many``,
+    ``info`` and ``memory_usage_bytes``; with one shard it is that filter.
+    """
+
+    def __init__(self, client: redis.Redis, keys: CrawlKeys, shards: int, *, capacity: int = 1_000_000,
+                 **sizing: object) -> None:
+        self.shards = shards
+        self.filters = [
+            RedisBloomFilter(client, keys.shard(i), capacity=math.ceil(capacity / shards), **sizing)
+            for i in range(shards)
+        ]
+
+    def _by_shard(self, fingerprints: Sequence[bytes]) -> dict[int, list[int]]:
+        positions: dict[int, list[int]] = {}
+        for i, fingerprint in enumerate(fingerprints):
+            positions.setdefault(fingerprint_shard(fingerprint, self.shards), []).append(i)
+        return positions
+
+    def _each_shard(self, fingerprints: Sequence[bytes], call: str) -> list[bool]:
+        result = [False] * len(fingerprints)
+        for shard, positions in sorted(self._by_shard(fingerprints).items()):
+            answers = getattr(self.filters[shard], call)([fingerprints[i] for i in positions])
+            for i, answer in zip(positions, answers):
+                result[i] = answer
+        return result
+
+    def add_many(self, fingerprints: Sequence[bytes]) -> list[bool]:
+        """As :meth:`RedisBloomFilter.add_many`, over the shards."""
+        return self._each_shard(fingerprints, "add_many")
+
+    def contains_many(self, fingerprints: Sequence[bytes]) -> list[bool]:
+        """As :meth:`RedisBloomFilter.contains_many`, over the shards."""
+        return self._each_shard(fingerprints, "contains_many")
+
+    def info(self) -> BloomInfo | None:
+        """All shards' filters as one: their layers one after the other, items, capacity
+        and bits summed; the estimated false-positive ratio is the shards' mean (a
+        fresh fingerprint is looked up on one shard, each as likely)."""
+        infos = [bloom.info() for bloom in self.filters]
+        present = [info for info in infos if info is not None]
+        if not present:
+            return None
+        if len(infos) == 1:
+            return present[0]
+        items = sum(info.items for info in present)
+        capacity = sum(info.capacity for info in present)
+        return BloomInfo(
+            layers=sum(info.layers for info in present), items=items, capacity=capacity,
+            bits=sum(info.bits for info in present), bytes=sum(info.bytes for info in present),
+            fill_ratio=items / capacity if capacity else 0.0,
+            estimated_false_positive_ratio=sum(info.estimated_false_positive_ratio for info in present) / len(infos),
+            error_ratio=present[0].error_ratio,
+            layer_details=tuple(layer for info in present for layer in info.layer_details),
+            kind=present[0].kind, shards=len(infos),
+        )
+
+    def memory_usage_bytes(self) -> int:
+        """What Redis reports for every shard's filter."""
+        return sum(bloom.memory_usage_bytes() for bloom in self.filters)
+

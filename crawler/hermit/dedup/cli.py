@@ -18,9 +18,11 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from hermit.dedup.bloom import BloomInfo, RedisBloomFilter
+from hermit.dedup.bloom import BloomInfo, ShardedBloomFilter
 from hermit.dedup.migrate import MigrationResult, SourceKeyError, migrate_fingerprint_set
 from hermit.keys import CrawlKeys
+from hermit.queue.shards import crawl_shards
+from hermit.redis_client import connect
 from hermit.redis_url import redact_url
 
 logger = logging.getLogger(__name__)
@@ -51,7 +53,7 @@ def _common_options(command):
 def _connect(redis_url: str) -> redis.Redis:
     """A client for *redis_url*, or one clear error if Redis can't be reached."""
     try:
-        client = redis.Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=30)
+        client = connect(redis_url, socket_timeout=30, connect_timeout=3)
         client.ping()
     except (redis.RedisError, ValueError) as exc:
         raise click.ClickException(f"cannot reach Redis at {redact_url(redis_url)}: {exc}") from None
@@ -94,8 +96,9 @@ def migrate_command(
             reason = "does not exist" if key_type == "none" else f"is a {key_type}, not a SET"
             raise click.ClickException(f"{source_key!r} {reason}")
         total = client.scard(source_key)
-        bloom = RedisBloomFilter(
-            client, CrawlKeys(crawl, prefix), capacity=capacity or max(_DEFAULT_CAPACITY, total),
+        keys = CrawlKeys(crawl, prefix)
+        bloom = ShardedBloomFilter(
+            client, keys, crawl_shards(client, keys), capacity=capacity or max(_DEFAULT_CAPACITY, total),
             error_ratio=error_ratio,
         )
         console = Console(stderr=True)
@@ -140,7 +143,7 @@ def _format_info(crawl: str, info: BloomInfo, memory_bytes: int) -> list[str]:
         f"items           {info.items:,} of {info.capacity:,} (fill {info.fill_ratio:.1%})",
         f"kind            {info.kind}"
         + (f" ({info.layer_details[0].block_bits}-bit blocks)" if info.kind == "blocked" else ""),
-        f"layers          {info.layers}",
+        f"layers          {info.layers}" + (f" over {info.shards} shards" if info.shards > 1 else ""),
         f"bits            {info.bits:,} ({info.bytes / 1e6:.2f} MB; {memory_bytes / 1e6:.2f} MB in Redis"
         + (f", {memory_bytes * 8 / info.items:.1f} bits per item now)" if info.items else ")"),
         f"error ratio     target {info.error_ratio:.2e}, estimated now {info.estimated_false_positive_ratio:.2e}",
@@ -159,8 +162,9 @@ def _format_info(crawl: str, info: BloomInfo, memory_bytes: int) -> list[str]:
 def info_command(redis_url: str, crawl: str, prefix: str, as_json: bool) -> None:
     """Show the filter's layers, fill and estimated false-positive ratio."""
     client = _connect(redis_url)
-    bloom = RedisBloomFilter(client, CrawlKeys(crawl, prefix))
+    keys = CrawlKeys(crawl, prefix)
     try:
+        bloom = ShardedBloomFilter(client, keys, crawl_shards(client, keys))
         info = bloom.info()
         memory_bytes = bloom.memory_usage_bytes() if info else 0
     except redis.RedisError as exc:

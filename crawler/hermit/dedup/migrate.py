@@ -27,7 +27,7 @@ from weakref import WeakKeyDictionary
 import redis
 from w3lib.url import canonicalize_url
 
-from hermit.dedup.bloom import RedisBloomFilter
+from hermit.dedup.bloom import RedisBloomFilter, ShardedBloomFilter
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -99,7 +99,7 @@ def _parse_fingerprint(member: bytes) -> bytes | None:
 def migrate_fingerprint_set(
     client: redis.Redis,
     source_key: str,
-    bloom: RedisBloomFilter,
+    bloom: RedisBloomFilter | ShardedBloomFilter,
     *,
     batch_size: int = 10_000,
     delete_source: bool = False,

@@ -40,7 +40,9 @@ from hermit.local.services import ServiceFailed, SupervisedService
 from hermit.local.state import ItemsCursor, SavedCrawl, StateDir, StateError
 from hermit.local.stop_signals import StopSignals
 from hermit.local.worker_command import check_workers_can_run, worker_command, worker_options
-from hermit.queue.redis_queue import RedisRequestQueue
+from hermit.queue.frontier import Frontier
+from hermit.queue.shards import check_shards, open_shards
+from hermit.redis_client import connect
 from hermit.redis_server import EmbeddedRedis
 from hermit.redis_url import redact_url
 from hermit.seeding import InvalidSeed, SeedReport, check_seed_url, push_seeds
@@ -139,10 +141,10 @@ class LocalCrawl:
                 data_dir = state.redis_dir if state is not None else None
                 self.redis_server = stack.enter_context(embedded_redis(data_dir, saved, self._services, self._event))
                 redis_url = self.redis_server.url
-            client = redis.Redis.from_url(redis_url, socket_timeout=CLIENT_TIMEOUT_SECONDS,
-                                          socket_connect_timeout=CLIENT_TIMEOUT_SECONDS)
-            stack.callback(client.close)
             try:
+                client = connect(redis_url, socket_timeout=CLIENT_TIMEOUT_SECONDS,
+                                 connect_timeout=CLIENT_TIMEOUT_SECONDS)
+                stack.callback(client.close)
                 client.ping()
             except redis.RedisError as exc:
                 raise CrawlFailed(f"cannot reach Redis at {redact_url(redis_url)}: {exc}",
@@ -230,12 +232,21 @@ class LocalCrawl:
             raise failure
         return result
 
+    def _wanted_shards(self) -> int:
+        """HERMIT_QUEUE_SHARDS of the workers' settings (0: not set)."""
+        raw = self.options.settings.get("HERMIT_QUEUE_SHARDS") or "0"
+        try:
+            return check_shards(int(raw)) if raw.strip() != "0" else 0
+        except ValueError as exc:
+            raise CrawlFailed(f"HERMIT_QUEUE_SHARDS: {exc}") from None
+
     def _push_seeds(self, client: redis.Redis, keys: CrawlKeys) -> SeedReport | None:
         seeds = self.options.seeds
         if not seeds:
             return None
         try:
-            report = push_seeds(RedisRequestQueue(client, keys, worker_id="local-seed"), seeds)
+            shards = open_shards(client, keys, self._wanted_shards())
+            report = push_seeds(Frontier(client, keys, "local-seed", shards=shards), seeds)
         except redis.RedisError as exc:
             raise CrawlFailed(f"cannot push the seeds to Redis: {exc}", EXIT_REDIS_UNAVAILABLE) from None
         if not report.queued and not report.duplicates:
@@ -358,11 +369,11 @@ class LocalCrawl:
 
 def _forget_crawl(client: redis.Redis, keys: CrawlKeys) -> None:
     """Delete every key of the crawl (``--fresh`` on a shared Redis)."""
-    pattern = keys.pattern
     deleted = 0
-    for batch in _batched(client.scan_iter(match=pattern, count=1000), 500):
-        deleted += client.delete(*batch)
-    logger.info("Started over: deleted %d keys matching %s", deleted, pattern)
+    for pattern in keys.patterns():
+        for batch in _batched(client.scan_iter(match=pattern, count=1000), 500):
+            deleted += client.delete(*batch)
+    logger.info("Started over: deleted %d keys of crawl %r", deleted, keys.crawl)
 
 
 def _batched(iterable, size: int):

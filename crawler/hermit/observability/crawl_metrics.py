@@ -50,10 +50,10 @@ def status_client(redis_url: str) -> redis.Redis:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    return redis.Redis.from_url(
-        redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        retry=Retry(NoBackoff(), 0),
-    )
+    from hermit.redis_client import connect
+
+    return connect(redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS, connect_timeout=REDIS_TIMEOUT_SECONDS,
+                   retry=Retry(NoBackoff(), 0))
 
 
 class CrawlStatusCollector(Collector):

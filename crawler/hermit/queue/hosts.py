@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from scrapy.utils.httpobj import urlparse_cached
 
 from hermit.keys import CrawlKeys
+from hermit.queue.shards import crawl_shards, host_shard
 
 if TYPE_CHECKING:
     import redis
@@ -68,28 +70,45 @@ class HostInfo:
 
 
 class HostControl:
-    """Reads and changes per-host state of one crawl (the ``hermit hosts`` command)."""
+    """Reads and changes per-host state of one crawl (the ``hermit hosts`` command),
+    each host on its shard (:func:`hermit.queue.shards.host_shard`)."""
 
     def __init__(self, client: redis.Redis, keys: CrawlKeys) -> None:
         self.client = client
         self.keys = keys
+        self.shards = crawl_shards(client, keys)
         scripts = resources.files("hermit.queue").joinpath("scripts")
         self._set = client.register_script(
             scripts.joinpath("hosts.lua").read_text() + "\n" + scripts.joinpath("host_settings.lua").read_text()
         )
+
+    def _keys(self, host: str) -> CrawlKeys:
+        """The keys of the shard *host* lives on."""
+        return self.keys.shard(host_shard(host, self.shards))
+
+    def _all_shards(self) -> list[CrawlKeys]:
+        return [self.keys.shard(i) for i in range(self.shards)]
 
     def update(self, host: str, **changes: Any) -> dict[str, Any]:
         """Set (or with None, clear) fields of :data:`HOST_FIELDS` for *host*; return its settings."""
         unknown = set(changes) - set(HOST_FIELDS)
         if unknown:
             raise ValueError(f"unknown host settings: {', '.join(sorted(unknown))}")
-        k = self.keys
-        result = self._set(
+        host = clean_key(host)
+        k = self._keys(host)
+        result = json.loads(self._set(
             keys=[k.host_settings, k.ready, k.host_waits, k.host_top, k.host_active],
             # The concurrency to assume is generous: a lease takes a saturated host out again.
-            args=[clean_key(host), json.dumps(changes), 10**9],
-        )
-        return json.loads(result)
+            args=[host, json.dumps(changes), 10**9],
+        ))
+        if self.shards > 1 and "blocked" in changes:
+            # Every shard's push checks its own copy (a request's filter may be on any shard).
+            for shard in self._all_shards():
+                if result.get("blocked") is True:
+                    self.client.sadd(shard.blocked_hosts, host)
+                else:
+                    self.client.srem(shard.blocked_hosts, host)
+        return result
 
     def clear(self, host: str) -> dict[str, Any]:
         """Forget every setting of *host*."""
@@ -98,12 +117,12 @@ class HostControl:
     def _queued(self, hosts: list[str]) -> dict[str, int]:
         pipe = self.client.pipeline(transaction=False)
         for host in hosts:
-            pipe.zrange(self.keys.host_priorities(host), 0, -1)
+            pipe.zrange(self._keys(host).host_priorities(host), 0, -1)
         priorities = pipe.execute()
         pipe = self.client.pipeline(transaction=False)
         for host, ps in zip(hosts, priorities):
             for p in ps:
-                pipe.llen(self.keys.host_queue(host, int(p)))
+                pipe.llen(self._keys(host).host_queue(host, int(p)))
         lengths = iter(pipe.execute())
         return {host: sum(next(lengths) for _ in ps) for host, ps in zip(hosts, priorities)}
 
@@ -111,11 +130,11 @@ class HostControl:
         """What is known of each of *hosts*."""
         if not hosts:
             return []
-        k = self.keys
         seconds, micros = self.client.time()
         now_ms = seconds * 1000 + micros // 1000
         pipe = self.client.pipeline(transaction=False)
         for host in hosts:
+            k = self._keys(host)
             pipe.hget(k.host_active, host)
             pipe.zscore(k.ready, host)
             pipe.zscore(k.host_waits, host)
@@ -141,28 +160,38 @@ class HostControl:
 
     def busiest(self, limit: int) -> list[str]:
         """Hosts with the most requests in flight."""
-        active = self.client.hgetall(self.keys.host_active)
+        active: dict[bytes, bytes] = {}
+        for k in self._all_shards():
+            active.update(self.client.hgetall(k.host_active))
         ranked = sorted(active.items(), key=lambda kv: -int(kv[1]))
         return [host.decode() for host, _ in ranked[:limit]]
 
     def most_delayed(self, limit: int) -> list[str]:
         """Hosts with queued requests whose next fetch is furthest ahead."""
-        return [host.decode() for host in self.client.zrevrange(self.keys.ready, 0, limit - 1)]
+        return self._top_scored(lambda k: k.ready, limit)
 
     def backed_off(self, limit: int) -> list[str]:
         """Hosts whose backoff ends last."""
-        return [host.decode() for host in self.client.zrevrange(self.keys.host_backoff_until, 0, limit - 1)]
+        return self._top_scored(lambda k: k.host_backoff_until, limit)
+
+    def _top_scored(self, zset: Callable[[CrawlKeys], str], limit: int) -> list[str]:
+        scored: list[tuple[float, str]] = []
+        for k in self._all_shards():
+            scored += [(score, host.decode())
+                       for host, score in self.client.zrevrange(zset(k), 0, limit - 1, withscores=True)]
+        return [host for _, host in sorted(scored, reverse=True)[:limit]]
 
     def with_settings(self) -> list[str]:
         """Hosts with settings of their own (set by hand, so few)."""
-        return sorted(host.decode() for host in self.client.hkeys(self.keys.host_settings))
+        return sorted(host.decode() for k in self._all_shards() for host in self.client.hkeys(k.host_settings))
 
     def set_robots_delay(self, host: str, delay_seconds: float) -> None:
         """Record a robots.txt Crawl-delay (0 forgets it); every lease of *host* then waits as long."""
+        host = clean_key(host)
         if delay_seconds > 0:
-            self.client.hset(self.keys.host_robots_delay, clean_key(host), int(delay_seconds * 1000))
+            self.client.hset(self._keys(host).host_robots_delay, host, int(delay_seconds * 1000))
         else:
-            self.client.hdel(self.keys.host_robots_delay, clean_key(host))
+            self.client.hdel(self._keys(host).host_robots_delay, host)
 
 
 def _json(raw: bytes | None) -> dict[str, Any] | None:

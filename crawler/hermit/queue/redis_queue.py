@@ -34,11 +34,15 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 import redis
+from redis.cluster import ClusterPipeline
+from redis.commands.core import Script
 
 from hermit.dedup.bloom import BLOOM_LUA, RedisBloomFilter, fingerprint_hashes
 from hermit.keys import CrawlKeys
+from hermit.queue.shards import check_shards, crawl_shards, host_shard
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +199,15 @@ class _KeyList:
         return position + 1
 
 
+def _run(script: Script, keys: list[str], args: list[object], client: redis.Redis | None) -> Any:
+    """Call *script*, on *client* if given (a pipeline). A cluster pipeline refuses
+    EVALSHA (it can't load scripts on the node it sends to), so it gets the script's
+    text (EVAL; the server caches what it compiled)."""
+    if isinstance(client, ClusterPipeline):
+        return client.execute_command("EVAL", script.script, len(keys), *keys, *args)
+    return script(keys=keys, args=args, client=client)
+
+
 def parse_lease_value(value: bytes) -> tuple[int, str, bytes]:
     """(priority, host, entry) of a lease hash value ``'<priority> <host>\\n<entry>'``
     (``'~'`` first once its download is over)."""
@@ -203,6 +216,14 @@ def parse_lease_value(value: bytes) -> tuple[int, str, bytes]:
     space = value.index(b" ")
     newline = value.index(b"\n", space + 1)
     return int(value[:space]), value[space + 1:newline].decode(), value[newline + 1:]
+
+
+def parse_handoff_record(record: bytes) -> tuple[int, int, str, bytes]:
+    """(sequence number, priority, host, entry) of a handoff record
+    ``'<seq> <priority> <host>\\n<entry>'`` (push.lua writes them)."""
+    first = record.index(b" ")
+    priority, host, entry = parse_lease_value(record[first + 1:])
+    return int(record[:first]), priority, host, entry
 
 
 class RedisRequestQueue:
@@ -225,6 +246,7 @@ class RedisRequestQueue:
         lease_timeout_seconds: float = 30.0,
         bloom: BloomSettings | None = None,
         politeness: Politeness | None = None,
+        shards: int = 1,
     ) -> None:
         if order not in QUEUE_ORDERS:
             raise ValueError(f"queue order must be one of {QUEUE_ORDERS}, not {order!r}")
@@ -237,6 +259,10 @@ class RedisRequestQueue:
         self.lease_timeout_ms = int(lease_timeout_seconds * 1000)
         self.bloom_settings = bloom or BloomSettings()
         self.politeness = politeness or Politeness()
+        #: The crawl's number of shards; *keys* name this queue's (hermit.queue.shards).
+        self.shards = check_shards(shards)
+        if keys.shard_index >= self.shards:
+            raise ValueError(f"shard {keys.shard_index} of a crawl with {self.shards} shard(s)")
         #: After a lease: seconds until the next host is ready (None: no host has work).
         self.next_ready_seconds: float | None = None
         hosts = _script("hosts.lua")
@@ -247,6 +273,8 @@ class RedisRequestQueue:
         self._heartbeat = client.register_script(_script("heartbeat.lua"))
         self._ack = client.register_script(hosts + "\n" + _script("ack.lua"))
         self._add_items = client.register_script(_script("add_items.lua"))
+        self._receive = client.register_script(hosts + "\n" + _script("receive.lua"))
+        self._trim_handoff = client.register_script(_script("trim_handoff.lua"))
 
     @property
     def bloom(self) -> RedisBloomFilter:
@@ -271,12 +299,13 @@ class RedisRequestQueue:
         s = self.bloom_settings
         key_list = _KeyList([
             k.ready, k.host_waits, k.host_top, k.host_active, k.host_settings, k.queued_count, k.stats,
-            k.bloom_meta,
+            k.bloom_meta, k.handoff_targets, k.blocked_hosts,
         ])
         args: list[object] = [
             self.order, s.capacity, repr(s.error_ratio), s.growth, s.max_chunk_bits, s.kind,
             self.politeness.concurrency,
         ]
+        here = k.shard_index
         for request in requests:
             if request.fingerprint is None:
                 args += ["0", "0", "0"]
@@ -284,13 +313,21 @@ class RedisRequestQueue:
                 h1, h2 = fingerprint_hashes(request.fingerprint)
                 args += ["1", h1, h2]
             priority = int(request.priority)
-            args += [
-                priority, request.host,
-                key_list.index(k.host_queue(request.host, priority)),
-                key_list.index(k.host_priorities(request.host)),
-                request.entry,
-            ]
-        result = self._push(keys=key_list.keys, args=args, client=client)
+            target = host_shard(request.host, self.shards)
+            if target == here:
+                args += [
+                    priority, request.host,
+                    key_list.index(k.host_queue(request.host, priority)),
+                    key_list.index(k.host_priorities(request.host)),
+                    request.entry, "",
+                ]
+            else:  # its host lives on another shard: handed off there (hermit.queue.shards)
+                args += [
+                    priority, request.host,
+                    key_list.index(k.handoff(target)), key_list.index(k.handoff_seq(target)),
+                    request.entry, target,
+                ]
+        result = _run(self._push, key_list.keys, args, client)
         if client is not None and client is not self.client:
             return result  # a pipeline: the caller reads the outcome from execute()
         return [int(r) for r in result]
@@ -354,14 +391,11 @@ class RedisRequestQueue:
         ]
         for ack in acks:
             args += [ack.lease_id, ack.host, ack.outcome, int(ack.retry_after_seconds * 1000)]
-        self._ack(
-            keys=[
-                k.leases(self.worker_id), k.stats, k.ready, k.host_waits, k.host_top, k.host_active,
-                k.host_settings, k.host_backoff, k.host_backoff_until,
-            ],
-            args=args,
-            client=client,
-        )
+        keys = [
+            k.leases(self.worker_id), k.stats, k.ready, k.host_waits, k.host_top, k.host_active,
+            k.host_settings, k.host_backoff, k.host_backoff_until,
+        ]
+        _run(self._ack, keys, args, client)
 
     def add_items(self, items: Sequence[bytes], batch: int, client: redis.Redis | None = None) -> None:
         """Append *items* (JSON) to the crawl's stream unless batch number *batch* already landed.
@@ -371,11 +405,8 @@ class RedisRequestQueue:
         """
         if not items:
             return
-        self._add_items(
-            keys=[self.keys.items, self.keys.flushed(self.worker_id)],
-            args=[batch, FLUSH_MARKER_SECONDS, *items],
-            client=client,
-        )
+        _run(self._add_items, [self.keys.items, self.keys.flushed(self.worker_id)],
+             [batch, FLUSH_MARKER_SECONDS, *items], client)
 
     def release(self, leases: Sequence[Lease] | None = None) -> int:
         """Return leases to the head of their hosts' queues; all of this worker's (and
@@ -417,6 +448,42 @@ class RedisRequestQueue:
             args += [lease_id, key_list.index(k.host_queue(host, priority)), key_list.index(k.host_priorities(host))]
         returned, left = self._requeue(keys=key_list.keys, args=args)
         return int(returned), int(left)
+
+    def waiting_handoffs(self, limit: int = 500) -> dict[int, list[bytes]]:
+        """Requests this shard handed off and no target has applied yet: target shard ->
+        up to *limit* of its handoff records, oldest first."""
+        k = self.keys
+        targets = sorted(int(t) for t in self.client.smembers(k.handoff_targets))
+        if not targets:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for target in targets:
+            pipe.lrange(k.handoff(target), 0, limit - 1)
+        return {t: records for t, records in zip(targets, pipe.execute()) if records}
+
+    def receive(self, source: int, records: Sequence[bytes]) -> tuple[int, int]:
+        """Enqueue the handoff *records* shard *source* made for this shard (those not
+        applied before); ``(requests queued, highest number applied from source)``."""
+        k = self.keys
+        key_list = _KeyList([
+            k.ready, k.host_waits, k.host_top, k.host_active, k.host_settings, k.queued_count, k.stats,
+            k.handoffs_received,
+        ])
+        args: list[object] = [self.order, self.politeness.concurrency, source]
+        for record in records:
+            seq, priority, host, entry = parse_handoff_record(record)
+            args += [
+                seq, priority, host, key_list.index(k.host_queue(host, priority)),
+                key_list.index(k.host_priorities(host)), entry,
+            ]
+        queued, applied = self._receive(keys=key_list.keys, args=args)
+        return int(queued), int(applied)
+
+    def trim_handoff(self, target: int, applied: int) -> int:
+        """Forget the handoffs to shard *target* numbered up to *applied* (applied there)."""
+        k = self.keys
+        return int(self._trim_handoff(
+            keys=[k.handoff(target), k.handoff_targets, k.queued_count], args=[target, applied]))
 
     def heartbeat(self, *, register: bool = True) -> tuple[int, int]:
         """Extend this worker's leases and reap dead workers.
@@ -464,11 +531,41 @@ class RedisRequestQueue:
 
 
 def read_status(client: redis.Redis, keys: CrawlKeys, default_concurrency: int = 8) -> QueueStatus:
-    """A :class:`QueueStatus` for the crawl *keys* (two round trips, whatever the number of hosts).
+    """A :class:`QueueStatus` for the crawl *keys*, all its shards together (two round
+    trips per shard, whatever the number of hosts).
 
     *default_concurrency* is the per-host limit of hosts that set none, for
     :attr:`QueueStatus.schedulable`.
     """
+    shards = crawl_shards(client, keys)
+    if shards == 1:
+        return _shard_status(client, keys, default_concurrency)
+    parts = [_shard_status(client, keys.shard(i), default_concurrency) for i in range(shards)]
+    by_worker: dict[str, int] = {}
+    counters: dict[str, int] = {}
+    hosts = HostsSummary()
+    for part in parts:
+        for worker, leased in part.leased_by_worker.items():
+            by_worker[worker] = by_worker.get(worker, 0) + leased
+        for name, value in part.counters.items():
+            counters[name] = counters.get(name, 0) + value
+        for name in vars(hosts):
+            setattr(hosts, name, getattr(hosts, name) + getattr(part.hosts, name))
+    return QueueStatus(
+        queued=sum(p.queued for p in parts),
+        leased=sum(by_worker.values()),
+        leased_by_worker=by_worker,
+        workers=len(by_worker),
+        dead_letters=sum(p.dead_letters for p in parts),
+        counters=counters,
+        hosts=hosts,
+        schedulable=sum(p.schedulable for p in parts),
+        legacy_layout=parts[0].legacy_layout,
+    )
+
+
+def _shard_status(client: redis.Redis, keys: CrawlKeys, default_concurrency: int) -> QueueStatus:
+    """The :class:`QueueStatus` of one shard."""
     seconds, micros = client.time()
     now_ms = seconds * 1000 + micros // 1000
     pipe = client.pipeline(transaction=False)

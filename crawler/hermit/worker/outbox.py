@@ -3,7 +3,9 @@
 Scrapy hands the scheduler one request at a time and the item sink one item at a
 time; sending each alone would cost a round trip apiece. The outbox collects them
 and writes everything gathered during one turn of the reactor in one MULTI/EXEC
-transaction: dedup-and-push first, then items, then acks. An ack is therefore never
+transaction (one per shard the writes concern, see
+:meth:`hermit.queue.frontier.Frontier.write`): dedup-and-push first, then items,
+then acks. An ack is therefore never
 written before the requests and items its response produced — if the worker dies
 in between, the lease comes back and the page is fetched again (at-least-once),
 and nothing is lost.
@@ -23,7 +25,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from concurrent.futures import wait as wait_for
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -31,7 +33,8 @@ import redis
 from hermit.worker.redis_health import RedisHealth
 
 if TYPE_CHECKING:
-    from hermit.queue.redis_queue import Ack, QueuedRequest, RedisRequestQueue
+    from hermit.queue.frontier import Frontier
+    from hermit.queue.redis_queue import Ack, QueuedRequest
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ class Outbox:
 
     def __init__(
         self,
-        queue: RedisRequestQueue,
+        queue: Frontier,
         *,
         health: RedisHealth,
         call_later: Callable[[float, Callable[[], None]], Any],
@@ -195,19 +198,10 @@ class Outbox:
         self._pushes, self._push_context, self._items, self._acks, self._downloads = [], [], [], [], []
         return batch
 
-    def _execute(self, batch: _Batch) -> list[Any]:
-        """Send *batch* as one MULTI/EXEC; Redis' replies. Touches nothing else (it
-        may run in the executor's thread)."""
-        pipe = self.queue.client.pipeline(transaction=True)
-        try:
-            if batch.pushes:
-                self.queue.push_many(batch.pushes, client=pipe)
-            self.queue.add_items(batch.items, batch.number, client=pipe)
-            self.queue.downloaded(batch.downloads, client=pipe)
-            self.queue.ack(batch.acks, client=pipe)
-            return pipe.execute()
-        finally:
-            pipe.reset()
+    def _execute(self, batch: _Batch) -> list[int]:
+        """Send *batch* (a MULTI/EXEC per shard, those that landed before skipped); the
+        push results. Touches nothing but the batch (it may run in the executor's thread)."""
+        return self.queue.write(batch.number, batch.pushes, batch.items, batch.downloads, batch.acks, batch.landed)
 
     def _send(self, batch: _Batch) -> bool:
         try:
@@ -217,17 +211,18 @@ class Outbox:
         return self._landed(batch, results)
 
     def _failed(self, batch: _Batch, exc: redis.RedisError) -> bool:
-        # A failed MULTI/EXEC applied nothing, or (reply lost) everything.
+        # A failed MULTI/EXEC applied nothing, or (reply lost) everything; the
+        # shards whose transaction landed are in batch.landed.
         self._unconfirmed = batch
         self._schedule(self.health.failed(exc, "writing requests, items and acks"))
         return False
 
-    def _landed(self, batch: _Batch, results: list[Any]) -> bool:
+    def _landed(self, batch: _Batch, results: list[int]) -> bool:
         self._unconfirmed = None
         self.health.succeeded()
         self.flushes += 1
         if batch.pushes and self.on_pushed is not None:
-            self.on_pushed(batch.contexts, [int(r) for r in results[0]])
+            self.on_pushed(batch.contexts, results)
         return True
 
 
@@ -241,6 +236,8 @@ class _Batch:
     items: list[bytes]
     acks: list[Ack]
     downloads: list[Ack]
+    #: Shards whose transaction of this batch landed -> their push results.
+    landed: dict[int, list[int]] = field(default_factory=dict)
 
     @property
     def size(self) -> int:

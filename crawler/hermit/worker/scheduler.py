@@ -24,8 +24,11 @@ from twisted.internet.task import LoopingCall
 
 from hermit.keys import CrawlKeys
 from hermit.queue.codec import UndecodableEntry, UnserializableRequest, decode_request, encode_request
+from hermit.queue.frontier import Frontier
 from hermit.queue.hosts import politeness_key
-from hermit.queue.redis_queue import Ack, Lease, QueuedRequest, RedisRequestQueue, read_status
+from hermit.queue.redis_queue import Ack, Lease, QueuedRequest, read_status
+from hermit.queue.shards import open_shards
+from hermit.redis_client import connect
 from hermit.settings import WorkerConfig
 from hermit.worker import engine_hooks
 from hermit.worker.known_fingerprints import KnownFingerprints
@@ -95,7 +98,7 @@ class HermitScheduler(BaseScheduler):
         self.health = RedisHealth(config.redis_retry_max_seconds)
         self.spider: Spider | None = None
         self.client: redis.Redis | None = None
-        self.queue: RedisRequestQueue | None = None
+        self.queue: Frontier | None = None
         self.outbox: Outbox | None = None
         self._outbox_thread: ThreadPoolExecutor | None = None
         self._prefetched: deque[tuple[Lease, Request]] = deque()
@@ -136,27 +139,26 @@ class HermitScheduler(BaseScheduler):
     def open(self, spider: Spider) -> None:
         self.spider = spider
         config = self.config
-        self.client = redis.Redis.from_url(
-            config.redis_url,
-            socket_timeout=config.redis_socket_timeout_seconds,
-            socket_connect_timeout=min(2.0, config.redis_socket_timeout_seconds),
-            redis_connect_func=self._connected,
-        )
         try:
+            self.client = connect(
+                config.redis_url, socket_timeout=config.redis_socket_timeout_seconds,
+                redis_connect_func=self._connected,
+            )
             self.client.ping()
+            if self.client.exists(self.keys.legacy_priorities):
+                raise OutdatedQueueLayout(
+                    f"crawl {config.crawl!r} has requests queued in the layout before host-aware queues; "
+                    f"move them with: hermit queue migrate --redis URL --crawl {config.crawl}"
+                )
+            shards = open_shards(self.client, self.keys, config.queue_shards)
         except redis.RedisError as exc:
             raise RedisUnavailable(
                 f"cannot reach Redis at {redact_url(config.redis_url)}: {exc}"
             ) from None
-        if self.client.exists(self.keys.legacy_priorities):
-            raise OutdatedQueueLayout(
-                f"crawl {config.crawl!r} has requests queued in the layout before host-aware queues; "
-                f"move them with: hermit queue migrate --redis URL --crawl {config.crawl}"
-            )
-        self.queue = RedisRequestQueue(
-            self.client, self.keys, config.worker_id, order=config.queue_order,
+        self.queue = Frontier(
+            self.client, self.keys, config.worker_id, shards=shards, order=config.queue_order,
             lease_timeout_seconds=config.lease_timeout_seconds, bloom=config.bloom,
-            politeness=config.politeness,
+            politeness=config.politeness, idle_poll_seconds=config.idle_poll_seconds,
         )
         from twisted.internet import reactor  # the one Scrapy installed, not a default
 

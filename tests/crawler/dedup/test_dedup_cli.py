@@ -10,6 +10,9 @@ from click.testing import CliRunner
 from hermit.dedup.bloom import RedisBloomFilter
 from hermit.dedup.cli import dedup_group
 from hermit.keys import CrawlKeys
+from hermit.queue.frontier import Frontier
+from hermit.queue.redis_queue import QueuedRequest
+from hermit.queue.shards import crawl_shards
 
 SOURCE = "myspider:dupefilter"
 
@@ -95,3 +98,28 @@ def test_options_from_the_environment(redis_url, redis_client):
     )
     assert result.exit_code == 0, result.output
     assert RedisBloomFilter(redis_client, CrawlKeys("fromenv")).info().items == 10
+
+
+def test_migrate_into_a_sharded_crawl_then_info_over_its_shards(redis_url, redis_client):
+    # A crawl created with four shards: each fingerprint goes to its own shard's filter,
+    # where the frontier's pushes will look for it.
+    keys = CrawlKeys("sharded")
+    crawl_shards(redis_client, keys, 4)
+    members = fill_set(redis_client, 2000, "sharded")
+    result = run("migrate", "--redis", redis_url, "--crawl", "sharded", "--from-key", SOURCE,
+                 "--capacity", "8000")
+    assert result.exit_code == 0, result.output
+    assert "2000 added" in result.output and "filter holds 2000 fingerprints in 4 layer(s)" in result.output
+
+    fingerprints = [bytes.fromhex(m) for m in members]
+    frontier = Frontier(redis_client, keys, "w", shards=4)
+    requests = [QueuedRequest(b"{}", 0, fp, "example.com") for fp in fingerprints]
+    assert frontier.push_many(requests) == [0] * len(requests)  # all seen: nothing queued
+    for shard in range(4):
+        info = RedisBloomFilter(redis_client, keys.shard(shard)).info()
+        assert info.capacity == 2000 and 400 < info.items < 600
+
+    shown = run("info", "--redis", redis_url, "--crawl", "sharded")
+    assert shown.exit_code == 0, shown.output
+    assert "2,000 of 8,000 (fill 25.0%)" in shown.output
+    assert "layers          4 over 4 shards" in shown.output

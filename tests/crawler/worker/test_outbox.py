@@ -14,7 +14,8 @@ from scrapy import Request
 from hermit.keys import CrawlKeys
 from hermit.queue.codec import encode_request
 from hermit.queue.hosts import politeness_key
-from hermit.queue.redis_queue import Ack, QueuedRequest, RedisRequestQueue
+from hermit.queue.frontier import Frontier
+from hermit.queue.redis_queue import Ack, QueuedRequest
 from hermit.redis_server import EmbeddedRedis
 from hermit.seeding import RequestFingerprinter
 from hermit.worker.outbox import Outbox
@@ -64,7 +65,7 @@ def own_redis(tmp_path):
 def make_outbox(url: str, reactor: ManualReactor, pushed: list, max_operations: int = 500,
                 executor: ThreadPoolExecutor | None = None):
     client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-    queue = RedisRequestQueue(client, CrawlKeys("t"), worker_id="w")
+    queue = Frontier(client, CrawlKeys("t"), worker_id="w")
     outbox = Outbox(queue, health=RedisHealth(first_delay_seconds=0.01), call_later=reactor.call_later,
                     max_operations=max_operations, on_pushed=lambda ctx, ok: pushed.extend(zip(ctx, ok)),
                     executor=executor, call_from_thread=reactor.call_from_thread if executor else None)
@@ -194,7 +195,7 @@ def test_a_batch_that_failed_in_the_executor_is_kept_and_sent_again_first(own_re
 
 def test_an_executor_needs_call_from_thread(redis_url, executor):
     client = redis.Redis.from_url(redis_url)
-    queue = RedisRequestQueue(client, CrawlKeys("t"), worker_id="w")
+    queue = Frontier(client, CrawlKeys("t"), worker_id="w")
     with pytest.raises(ValueError, match="call_from_thread"):
         Outbox(queue, health=RedisHealth(), call_later=lambda *a: None, executor=executor)
     client.close()

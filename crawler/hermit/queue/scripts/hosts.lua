@@ -114,6 +114,32 @@ local function hosts_queued(H, host, priority)
   end
 end
 
+-- Append one request's entry to its host's queue (list_key, priorities_key: that
+-- host's keys; at the head when lifo) and note the host in `touched`.
+local function hosts_enqueue(H, lifo, list_key, priorities_key, host, priority, entry, touched)
+  local length
+  if lifo then
+    length = redis.call('LPUSH', list_key, entry)
+  else
+    length = redis.call('RPUSH', list_key, entry)
+  end
+  if length == 1 then
+    redis.call('ZADD', priorities_key, tonumber(priority), priority)
+  end
+  hosts_queued(H, host, priority)
+  touched.add(host)
+end
+
+-- After `count` requests were enqueued: schedule the hosts touched, count them queued.
+local function hosts_enqueued(H, touched, count, default_concurrency)
+  if count == 0 then return end
+  local now = hosts_now_ms()
+  for _, host in ipairs(touched.list) do
+    hosts_schedule(H, host, now, default_concurrency)
+  end
+  redis.call('INCRBY', H.queued, count)
+end
+
 -- Leases on `host` ended (acked, returned, dead-lettered).
 local function hosts_release(H, host, count)
   local left = redis.call('HINCRBY', H.active, host, -count)

@@ -1,24 +1,38 @@
 -- Dedup and enqueue a batch of requests atomically (bloom.lua and hosts.lua are prepended).
 -- KEYS[1] ready, [2] waits, [3] top, [4] active, [5] settings, [6] queued counter,
--- [7] stats, [8] Bloom meta, then each host's priorities ZSET and queue LISTs.
+-- [7] stats, [8] Bloom meta, [9] handoff targets SET, [10] blocked hosts SET, then
+-- each host's priorities ZSET and queue LISTs, and the handoff LISTs and counters.
 -- ARGV[1] 'fifo' or 'lifo', ARGV[2..6] Bloom capacity, error ratio, growth, max chunk
--- bits, kind, ARGV[7] default per-host concurrency, then 8 values per request: filter
--- ('1' = dedup, '0' = dont_filter), h1, h2, priority, host, index of its queue LIST in
--- KEYS, index of its host's priorities ZSET in KEYS, entry.
--- Returns one integer per request: 1 queued, 0 duplicate, 2 host blocked (not queued,
--- not marked as seen).
+-- bits, kind, ARGV[7] default per-host concurrency, then 9 values per request: filter
+-- ('1' = dedup, '0' = dont_filter), h1, h2, priority, host, two key indexes, entry,
+-- and the shard its host lives on when that is another shard ('' when it is this one).
+-- The key indexes (into KEYS) are its host's queue LIST and priorities ZSET, or, for a
+-- host on another shard, the handoff LIST to that shard and its counter: a request
+-- new to this shard's filter is then appended there, numbered, in this same call, and
+-- counted as queued until hermit.queue.shards delivers it (receive.lua, trim_handoff.lua).
+-- Returns one integer per request: 1 queued (or handed off), 0 duplicate, 2 host
+-- blocked (not queued, not marked as seen).
 local H = {ready = KEYS[1], waits = KEYS[2], top = KEYS[3], active = KEYS[4],
   settings = KEYS[5], queued = KEYS[6], stats = KEYS[7], cache = {}}
 local lifo = ARGV[1] == 'lifo'
 local default_concurrency = tonumber(ARGV[7])
 local bloom = nil
 local results = {}
-local queued, duplicates, blocked = 0, 0, 0
+local queued, handed_off, duplicates, blocked = 0, 0, 0, 0
 local touched = hosts_touched()
-for i = 8, #ARGV, 8 do
+local any_blocked = nil
+for i = 8, #ARGV, 9 do
   local host = ARGV[i + 4]
+  local target = ARGV[i + 8]
   local result = 1
-  if hosts_settings(H, host).blocked == true then
+  local is_blocked
+  if target == '' then
+    is_blocked = hosts_settings(H, host).blocked == true
+  else
+    if any_blocked == nil then any_blocked = redis.call('SCARD', KEYS[10]) > 0 end
+    is_blocked = any_blocked and redis.call('SISMEMBER', KEYS[10], host) == 1
+  end
+  if is_blocked then
     result = 2
   elseif ARGV[i] == '1' then
     if bloom == nil then
@@ -29,19 +43,17 @@ for i = 8, #ARGV, 8 do
   end
   if result == 1 then
     local priority = ARGV[i + 3]
-    local list_key = KEYS[tonumber(ARGV[i + 5])]
-    local length
-    if lifo then
-      length = redis.call('LPUSH', list_key, ARGV[i + 7])
+    if target == '' then
+      hosts_enqueue(H, lifo, KEYS[tonumber(ARGV[i + 5])], KEYS[tonumber(ARGV[i + 6])], host, priority,
+        ARGV[i + 7], touched)
+      queued = queued + 1
     else
-      length = redis.call('RPUSH', list_key, ARGV[i + 7])
+      local seq = redis.call('INCR', KEYS[tonumber(ARGV[i + 6])])
+      redis.call('RPUSH', KEYS[tonumber(ARGV[i + 5])],
+        hosts_int(seq) .. ' ' .. priority .. ' ' .. host .. '\n' .. ARGV[i + 7])
+      redis.call('SADD', KEYS[9], target)
+      handed_off = handed_off + 1
     end
-    if length == 1 then
-      redis.call('ZADD', KEYS[tonumber(ARGV[i + 6])], tonumber(priority), priority)
-    end
-    hosts_queued(H, host, priority)
-    touched.add(host)
-    queued = queued + 1
   elseif result == 0 then
     duplicates = duplicates + 1
   else
@@ -52,14 +64,9 @@ end
 if bloom ~= nil then
   bloom_flush(bloom)
 end
-if queued > 0 then
-  local now = hosts_now_ms()
-  for _, host in ipairs(touched.list) do
-    hosts_schedule(H, host, now, default_concurrency)
-  end
-  redis.call('INCRBY', H.queued, queued)
-  redis.call('HINCRBY', H.stats, 'enqueued', queued)
-end
+hosts_enqueued(H, touched, queued, default_concurrency)
+if handed_off > 0 then redis.call('INCRBY', H.queued, handed_off) end
+if queued + handed_off > 0 then redis.call('HINCRBY', H.stats, 'enqueued', queued + handed_off) end
 if duplicates > 0 then redis.call('HINCRBY', H.stats, 'duplicates', duplicates) end
 if blocked > 0 then redis.call('HINCRBY', H.stats, 'blocked', blocked) end
 return results

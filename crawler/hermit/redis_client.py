@@ -1,0 +1,36 @@
+"""Clients of the crawl's Redis: a single server or a Redis Cluster, told apart by asking it.
+
+A cluster node's URL gives a ``redis.cluster.RedisCluster`` (it learns the other
+nodes from that one, and follows MOVED and ASK redirections during resharding and
+failover); any other gives a ``redis.Redis``. Both use hiredis when installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+
+
+def connect(url: str, *, socket_timeout: float = 5.0, connect_timeout: float = 2.0, **options: Any) -> redis.Redis:
+    """A client of the Redis at *url*; raises ``redis.RedisError`` if it can't be reached.
+
+    *options* are redis-py connection options (``redis_connect_func``, ...).
+    """
+    timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": min(connect_timeout, socket_timeout)}
+    client = redis.Redis.from_url(url, **timeouts, **options)
+    if not is_cluster(client):
+        return client
+    client.close()
+    return RedisCluster.from_url(url, **timeouts, **options)
+
+
+def is_cluster(client: redis.Redis) -> bool:
+    """Whether *client*'s server is a Redis Cluster node (``INFO cluster``)."""
+    if isinstance(client, RedisCluster):
+        return True
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    except redis.ResponseError:  # INFO refused (a restricted user): not a cluster we can use
+        return False

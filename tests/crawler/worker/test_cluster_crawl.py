@@ -1,0 +1,146 @@
+"""One crawl spread over shards: Scrapy workers on a many-hosts site, on a single Redis
+with the sharded layout and on a real Redis Cluster (three masters with replicas on
+loopback), a master killed mid-crawl included. Every page is fetched; none is lost."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+
+import pytest
+from click.testing import CliRunner
+
+from hermit.cli import main
+from hermit.demo.many_hosts import ManyHostsProcess, highest_rates
+from hermit.keys import CrawlKeys
+from hermit.queue.redis_queue import read_status
+from hermit.queue.shards import crawl_shards
+from hermit.redis_client import connect
+from hermit.testing.redis_cluster import LocalRedisCluster
+from tests.crawler.worker.test_politeness import (
+    POLITE, SPIDERS, expected_pages, fetched_pages, run_workers, worker_logs,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def cluster():
+    with LocalRedisCluster(masters=3, replicas=1) as started:
+        yield started
+
+
+def test_three_workers_on_a_sharded_frontier_keep_each_hosts_delay(scrapy_project, redis_url, tmp_path):
+    project = scrapy_project("sharded", SPIDERS, POLITE + "DOWNLOAD_DELAY = 0.2\nCONCURRENT_REQUESTS_PER_DOMAIN = 1\n")
+    with ManyHostsProcess(8, 12, tmp_path / "requests.log") as site:
+        procs = run_workers(project, site, redis_url, tmp_path, 3, {"HERMIT_QUEUE_SHARDS": "4"})
+        records = site.records()
+    assert [p.returncode for p in procs] == [0, 0, 0], worker_logs(tmp_path)
+    client = connect(redis_url)
+    assert crawl_shards(client, CrawlKeys("hosts")) == 4
+    pages = fetched_pages(records)
+    assert set(pages) == expected_pages(site)
+    # Each host's delay holds fleet-wide with its queue on one shard: at most 5 a second, plus one.
+    assert max(highest_rates(records, 1.0).values()) <= 6
+    status = read_status(client, CrawlKeys("hosts"))
+    assert status.done and status.counters["enqueued"] == len(expected_pages(site)) + 1  # and the start page
+
+
+def test_workers_crawl_every_page_over_a_redis_cluster(scrapy_project, cluster, tmp_path):
+    project = scrapy_project("cluster", SPIDERS, POLITE + "CONCURRENT_REQUESTS_PER_DOMAIN = 2\n")
+    with ManyHostsProcess(8, 15, tmp_path / "requests.log") as site:
+        procs = run_workers(project, site, cluster.url, tmp_path, 2)
+        records = site.records()
+    assert [p.returncode for p in procs] == [0, 0], worker_logs(tmp_path)
+    pages = fetched_pages(records)
+    assert set(pages) == expected_pages(site)
+    client = cluster.client()
+    keys = CrawlKeys("hosts")
+    assert crawl_shards(client, keys) == 16  # the default on a cluster
+    # The crawl's keys are spread over every master.
+    masters_used = {cluster.node_for_slot(cluster.slot_of(keys.shard(i).ready)).port for i in range(16)}
+    assert masters_used == {m.port for m in cluster.masters()}
+    assert read_status(client, keys).done
+
+    # The command-line reads work against the cluster: status adds up every shard,
+    # the items come out of shard 0's stream, the filter over its 16 shards.
+    runner = CliRunner()
+    status = runner.invoke(main, ["status", "--redis", cluster.url, "--crawl", "hosts", "--json"])
+    assert status.exit_code == 0, status.output
+    shown = json.loads(status.output)
+    assert shown["queue"]["counters"]["enqueued"] == len(expected_pages(site)) + 1
+    assert shown["bloom"]["shards"] == 16 and shown["bloom"]["items"] == len(expected_pages(site)) + 1
+    items = tmp_path / "items.jsonl"
+    exported = runner.invoke(main, ["items", "export", "--redis", cluster.url, "--crawl", "hosts", "-o", str(items)])
+    assert exported.exit_code == 0, exported.output
+    assert len(items.read_text().splitlines()) == len(expected_pages(site))
+    info = runner.invoke(main, ["dedup", "info", "--redis", cluster.url, "--crawl", "hosts"])
+    assert info.exit_code == 0 and "over 16 shards" in info.output, info.output
+
+
+def test_a_master_killed_mid_crawl_fails_over_and_no_page_is_lost(scrapy_project, cluster, tmp_path):
+    project = scrapy_project("failover", SPIDERS, POLITE + """
+CONCURRENT_REQUESTS_PER_DOMAIN = 1
+DOWNLOAD_DELAY = 0.2
+HERMIT_REDIS_RETRY_MAX_SECONDS = 1
+HERMIT_IDLE_CLOSE_SECONDS = 3
+""")
+    killed = []
+
+    def kill_a_master(procs):
+        time.sleep(3)  # the crawl is under way
+        victim = cluster.masters()[1]
+        cluster.kill(victim)
+        killed.append(cluster.wait_for_failover(victim))
+        killed.append(time.time())
+
+    with ManyHostsProcess(6, 40, tmp_path / "requests.log") as site:
+        procs = run_workers(project, site, cluster.url, tmp_path, 2, while_running=kill_a_master)
+        records = site.records()
+    assert killed, "no failover happened"
+    assert [p.returncode for p in procs] == [0, 0], worker_logs(tmp_path)
+    pages = fetched_pages(records)
+    assert set(pages) == expected_pages(site)
+    # The crawl went on after the failover (it was not over before the kill).
+    assert sum(r.time > killed[1] for r in records) >= 20
+    # Fetched again at most what was in flight around the failover (and what its
+    # replica had not received yet: replication is asynchronous).
+    again = sum(n - 1 for n in Counter(pages).values())
+    assert again <= 2 * 16, again
+
+
+def test_slots_migrated_mid_crawl_lose_no_page(scrapy_project, cluster, tmp_path):
+    project = scrapy_project("reshard", SPIDERS, POLITE + """
+CONCURRENT_REQUESTS_PER_DOMAIN = 1
+DOWNLOAD_DELAY = 0.2
+HERMIT_REDIS_RETRY_MAX_SECONDS = 1
+HERMIT_IDLE_CLOSE_SECONDS = 3
+""")
+    moved = []
+
+    def reshard(procs):
+        time.sleep(3)  # the crawl is under way
+        keys = CrawlKeys("hosts")
+        # The slots of four shards (shard 0, with the layout and the items, among them),
+        # each moved to the next master while the workers write to it.
+        for shard in range(4):
+            slot = cluster.slot_of(keys.shard(shard).ready)
+            source = cluster.node_for_slot(slot)
+            masters = cluster.masters()
+            target = masters[(masters.index(source) + 1) % len(masters)]
+            cluster.migrate_slots([slot], source, target)
+            moved.append((slot, target.port))
+        moved.append(time.time())
+
+    with ManyHostsProcess(6, 40, tmp_path / "requests.log") as site:
+        procs = run_workers(project, site, cluster.url, tmp_path, 2, while_running=reshard)
+        records = site.records()
+    resharded_at = moved.pop()
+    assert len(moved) == 4
+    # The crawl went on after the slots moved (it was not over before they did).
+    assert sum(r.time > resharded_at for r in records) >= 20
+    assert all(cluster.node_for_slot(slot).port == port for slot, port in moved)
+    assert [p.returncode for p in procs] == [0, 0], worker_logs(tmp_path)
+    assert set(fetched_pages(records)) == expected_pages(site)
+    assert read_status(cluster.client(), CrawlKeys("hosts")).done
