@@ -34,3 +34,25 @@ def is_cluster(client: redis.Redis) -> bool:
         return bool(client.info("cluster").get("cluster_enabled"))
     except redis.ResponseError:  # INFO refused (a restricted user): not a cluster we can use
         return False
+
+
+class OnDemandClient:
+    """A client of *url* made by :func:`connect` at its first use, not before, and made
+    again at the next use after an attempt failed: for readers (metrics) that must not
+    fail when they are set up while Redis is away, only when they read."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self.url = url
+        self.options = options
+        self._client: redis.Redis | None = None
+
+    def get(self) -> redis.Redis:
+        """The client; raises ``redis.RedisError`` if Redis can't be reached to make it."""
+        if self._client is None:
+            self._client = connect(self.url, **self.options)
+        return self._client
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()

@@ -18,12 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from hermit.crawl_status import CrawlStatus
 from hermit.observability.stats_metrics import RECYCLE_REASONS
+from hermit.redis_client import OnDemandClient
 
 #: Redis timeouts of the reads (on the metrics server's thread, never the crawl's).
 REDIS_TIMEOUT_SECONDS = 2.0
@@ -44,16 +44,15 @@ _MAX_RECYCLE_REASONS = 20
 _CRAWL_WIDE = " Crawl-wide, the same on every worker: aggregate with max, not sum."
 
 
-def status_client(redis_url: str) -> redis.Redis:
-    """A Redis client for the reads: short timeouts and no retries, so a scrape while
-    Redis is away fails fast (and is counted) instead of outlasting the scrape timeout."""
+def status_client(redis_url: str) -> OnDemandClient:
+    """A Redis client for the reads, made at the first scrape: short timeouts and no
+    retries, so a scrape while Redis is away fails fast (and is counted) instead of
+    outlasting the scrape timeout."""
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    from hermit.redis_client import connect
-
-    return connect(redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS, connect_timeout=REDIS_TIMEOUT_SECONDS,
-                   retry=Retry(NoBackoff(), 0))
+    return OnDemandClient(redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS, connect_timeout=REDIS_TIMEOUT_SECONDS,
+                          retry=Retry(NoBackoff(), 0))
 
 
 class CrawlStatusCollector(Collector):

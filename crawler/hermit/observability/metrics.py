@@ -34,10 +34,11 @@ from hermit.worker import engine_hooks
 from hermit.worker.scheduler import scheduler_for
 
 if TYPE_CHECKING:
-    from redis import Redis
     from scrapy import Request, Spider
     from scrapy.crawler import Crawler
     from scrapy.http import Response
+
+    from hermit.redis_client import OnDemandClient
     from twisted.internet.defer import Deferred
     from twisted.internet.interfaces import IReactorTime
 
@@ -115,7 +116,7 @@ class MetricsExtension:
         self.server: BackgroundHTTPServer | None = None
         self.app: MetricsApp | None = None
         self._latency: Any = None
-        self._redis: Redis | None = None
+        self._redis: OnDemandClient | None = None
         self._crawl_status: CrawlStatusCollector | None = None
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
@@ -144,7 +145,7 @@ class MetricsExtension:
             self.registry, config.crawl, config.worker_id,
             get_stats=lambda: dict(self.crawler.stats.get_stats()),
             closing=self._spider_closing,
-            read_status=lambda: read_crawl_status(client, keys),
+            read_status=lambda: read_crawl_status(client.get(), keys),
         )
         self._latency = metrics.latency
         self._crawl_status = metrics.crawl_status

@@ -99,7 +99,8 @@ def test_reads_are_shared_by_scrapes_within_a_second(redis_client):
 
 def test_an_unreachable_redis_raises_for_the_caller_to_count():
     client = status_client("redis://127.0.0.1:9/0")  # nothing listens on the discard port
-    collector = collector_for(client, "w1")
+    keys = CrawlKeys("c1")
+    collector = CrawlStatusCollector(lambda: read_crawl_status(client.get(), keys), "c1", "w1")
     with pytest.raises(redis.ConnectionError):
         list(collector.collect())
     registry = CollectorRegistry()

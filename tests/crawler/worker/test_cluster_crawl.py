@@ -5,6 +5,7 @@ loopback), a master killed mid-crawl included. Every page is fetched; none is lo
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections import Counter
 
@@ -144,3 +145,29 @@ HERMIT_IDLE_CLOSE_SECONDS = 3
     assert [p.returncode for p in procs] == [0, 0], worker_logs(tmp_path)
     assert set(fetched_pages(records)) == expected_pages(site)
     assert read_status(cluster.client(), CrawlKeys("hosts")).done
+
+
+def test_sigkill_of_a_worker_on_a_cluster_loses_no_page(scrapy_project, cluster, tmp_path):
+    project = scrapy_project("chaos", SPIDERS, POLITE + "CONCURRENT_REQUESTS_PER_DOMAIN = 2\n")
+    client = cluster.client()
+    keys = CrawlKeys("hosts")
+    with ManyHostsProcess(12, 15, tmp_path / "requests.log") as site:
+        def kill_one(procs):
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not (
+                len(site.log.read_text().splitlines()) >= 40
+                and sum(client.hlen(keys.shard(i).leases("w0")) for i in range(16)) > 0
+            ):
+                time.sleep(0.05)
+            procs[0].send_signal(signal.SIGKILL)  # while it holds leases, on some shards
+
+        procs = run_workers(project, site, cluster.url, tmp_path, 2, while_running=kill_one)
+        records = site.records()
+    assert procs[0].returncode == -signal.SIGKILL
+    assert procs[1].returncode == 0, worker_logs(tmp_path)
+    pages = fetched_pages(records)
+    assert set(pages) == expected_pages(site)
+    counters = read_status(client, keys).counters
+    # Fetched twice only what the killed worker held: its leases, which expired.
+    assert len(pages) - len(set(pages)) <= counters.get("expired", 0)
+    assert counters.get("expired", 0) >= 1
