@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
@@ -77,7 +78,8 @@ class EmbeddedRedis:
     clean shutdown that writes the AOF — if this process dies without stopping it.
     :meth:`start` again after it died restarts it on the same port and data.
     ``extra_args`` are more ``--option value`` arguments for the server; they come
-    last, so they override the ones above.
+    last, so they override the ones above. ``password``: clients must authenticate
+    with it (``requirepass``); :attr:`url` carries it.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class EmbeddedRedis:
         appendfsync: str = "everysec",
         binary: str | None = None,
         extra_args: Sequence[str] = (),
+        password: str | None = None,
     ) -> None:
         self.binary = binary or find_server_binary()
         self.port = port or free_loopback_port()
@@ -99,11 +102,13 @@ class EmbeddedRedis:
         self.appendonly = appendonly
         self.appendfsync = appendfsync
         self.extra_args = list(extra_args)
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def command_line(self) -> list[str]:
         return [
@@ -118,6 +123,7 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--loglevel", "warning",
             "--logfile", str(self.data_dir / "server.log"),
+            *(["--requirepass", self.password] if self.password else []),
             *self.extra_args,
         ]
 
@@ -126,7 +132,7 @@ class EmbeddedRedis:
             self.command_line(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             **popen_options(signal.SIGTERM),
         )
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1, password=self.password)
         deadline = time.monotonic() + timeout
         try:
             while True:

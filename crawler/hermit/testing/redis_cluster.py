@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -63,7 +64,7 @@ class Node:
 
     def command(self, *args: Any) -> Any:
         """Run one command on this node alone, on a connection of its own (not cluster-aware)."""
-        with redis.Redis(host=HOST, port=self.port, socket_timeout=10) as client:
+        with redis.Redis(host=HOST, port=self.port, socket_timeout=10, password=self.server.password) as client:
             return client.execute_command(*args)
 
 
@@ -85,10 +86,13 @@ class LocalRedisCluster:
         node_timeout_ms: int = 1000,
         data_dir: str | Path | None = None,
         binary: str | None = None,
+        password: str | None = None,
     ) -> None:
         if masters < 1 or replicas < 0:
             raise ValueError("a cluster needs at least one master and no negative replica count")
         self.master_count = masters
+        #: What every node asks clients (and replicas, of their masters) to authenticate with.
+        self.password = password
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="hermit-cluster-")).absolute()
         self._replicas_at_kill: dict[str, list[Node]] = {}
@@ -105,8 +109,8 @@ class LocalRedisCluster:
             port, bus_port = new_port(), new_port()
             server = EmbeddedRedis(
                 port=port, data_dir=self.data_dir / f"node-{port}", appendonly=True,
-                appendfsync="everysec", binary=binary,
-                extra_args=[
+                appendfsync="everysec", binary=binary, password=password,
+                extra_args=[*(["--masterauth", password] if password else []),
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", "nodes.conf",
                     "--cluster-port", str(bus_port),
@@ -158,7 +162,8 @@ class LocalRedisCluster:
     @property
     def url(self) -> str:
         """``redis://127.0.0.1:<port>`` of the first current master."""
-        return f"redis://{HOST}:{self.masters()[0].port}"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}{HOST}:{self.masters()[0].port}"
 
     @property
     def startup_nodes(self) -> list[tuple[str, int]]:
@@ -176,6 +181,7 @@ class LocalRedisCluster:
 
     def client(self, **kwargs: Any) -> RedisCluster:
         """A cluster-aware redis-py client of this cluster; *kwargs* go to :class:`RedisCluster`."""
+        kwargs.setdefault("password", self.password)
         return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in self.startup_nodes],
                             **kwargs)
 
@@ -231,7 +237,8 @@ class LocalRedisCluster:
             target.command("CLUSTER SETSLOT", slot, "IMPORTING", source.node_id)
             source.command("CLUSTER SETSLOT", slot, "MIGRATING", target.node_id)
             while keys := source.command("CLUSTER GETKEYSINSLOT", slot, batch):
-                source.command("MIGRATE", HOST, target.port, "", 0, 10_000, "KEYS", *keys)
+                auth = ["AUTH", self.password] if self.password else []
+                source.command("MIGRATE", HOST, target.port, "", 0, 10_000, *auth, "KEYS", *keys)
             for node in (target, source, *others):
                 node.command("CLUSTER SETSLOT", slot, "NODE", target.node_id)
         self._wait(self._settled, time.monotonic() + timeout, "the nodes agreeing on the moved slots")

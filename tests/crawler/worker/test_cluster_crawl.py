@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from collections import Counter
 
@@ -171,3 +172,20 @@ def test_sigkill_of_a_worker_on_a_cluster_loses_no_page(scrapy_project, cluster,
     # Fetched twice only what the killed worker held: its leases, which expired.
     assert len(pages) - len(set(pages)) <= counters.get("expired", 0)
     assert counters.get("expired", 0) >= 1
+
+
+def test_a_cluster_that_asks_for_a_password_is_crawled_with_it_in_the_url(scrapy_project, tmp_path):
+    project = scrapy_project("auth", SPIDERS, POLITE + "CONCURRENT_REQUESTS_PER_DOMAIN = 2\n")
+    with LocalRedisCluster(masters=3, replicas=0, password="s3cret/+") as cluster, \
+            ManyHostsProcess(4, 10, tmp_path / "requests.log") as site:
+        assert "s3cret%2F%2B@" in cluster.url
+        wrong = subprocess.run(
+            project.command("many-hosts", "-a", f"url={site.url}", "-s",
+                            f"HERMIT_REDIS_URL={cluster.url.replace('s3cret', 'wrong')}"),
+            cwd=project.root, capture_output=True, text=True, timeout=120, env=project.env(False))
+        procs = run_workers(project, site, cluster.url, tmp_path, 1)
+        records = site.records()
+    assert wrong.returncode != 0 and "invalid username-password pair" in wrong.stderr
+    assert "wrong" not in wrong.stdout + wrong.stderr  # the password is not printed
+    assert procs[0].returncode == 0, worker_logs(tmp_path)
+    assert set(fetched_pages(records)) == expected_pages(site)
