@@ -32,8 +32,10 @@ def is_cluster(client: redis.Redis) -> bool:
         return True
     try:
         return bool(client.info("cluster").get("cluster_enabled"))
-    except redis.ResponseError:  # INFO refused (a restricted user): not a cluster we can use
-        return False
+    except redis.ResponseError as exc:
+        if "DB index" in str(exc):  # the URL's database (SELECT at connection)
+            raise redis.ResponseError(f"{exc} (a Redis Cluster has database 0 only: end the URL with /0)") from None
+        return False  # INFO refused (a restricted user): not a cluster we can use
 
 
 class OnDemandClient:
