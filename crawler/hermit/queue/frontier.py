@@ -23,7 +23,7 @@ import redis
 
 from hermit.keys import CrawlKeys
 from hermit.queue.redis_queue import (
-    Ack, BloomSettings, Lease, Politeness, QueuedRequest, QueueStatus, RedisRequestQueue, read_status,
+    Ack, BloomSettings, Handoff, Lease, Politeness, QueuedRequest, QueueStatus, RedisRequestQueue, read_status,
 )
 from hermit.queue.shards import check_shards, fingerprint_shard, host_shard
 
@@ -89,9 +89,8 @@ class Frontier:
 
     def push_many(self, requests: Sequence[QueuedRequest]) -> list[int]:
         """As :meth:`RedisRequestQueue.push_many` (1 queued, 0 duplicate, 2 host
-        blocked), over the shards; what a shard hands off is delivered before it returns."""
-        if self.shards == 1:
-            return self.first.push_many(requests)
+        blocked), over the shards; what a shard hands off is delivered before it
+        returns, and counts as queued."""
         return self.write(0, requests, [], [], [], {})
 
     def write(
@@ -128,9 +127,11 @@ class Frontier:
         if items:
             part(0)
         results = [0] * len(pushes)
+        handoffs: dict[tuple[int, int], list[Handoff]] = {}
         for shard in sorted(per_shard):
             positions, requests, shard_downloads, shard_acks = per_shard[shard]
-            if shard not in landed:
+            fresh = shard not in landed
+            if fresh:
                 queue = self.queues[shard]
                 pipe = self.client.pipeline(transaction=True)
                 try:
@@ -144,14 +145,39 @@ class Frontier:
                 finally:
                     pipe.reset()
                 landed[shard] = [int(r) for r in replies[0]] if requests else []
-            for position, result in zip(positions, landed[shard]):
+            for position, request, result in zip(positions, requests, landed[shard]):
+                if result < 0:  # handed off to the host's shard as number -result
+                    if fresh:
+                        handoffs.setdefault((shard, host_shard(request.host, self.shards)), []).append(
+                            Handoff(-result, int(request.priority), request.host, request.entry))
+                    result = 1
                 results[position] = result
-        if self.shards > 1 and pushes:
+        if handoffs:
             try:
-                self.deliver_handoffs(sorted(s for s, (_, requests, _, _) in per_shard.items() if requests))
+                self._deliver(handoffs)
             except redis.RedisError as exc:
                 logger.warning("Handoffs between shards wait for the next delivery: %s", exc)
         return results
+
+    def _deliver(self, handoffs: dict[tuple[int, int], list[Handoff]]) -> None:
+        """Deliver the handoffs a push just made, per (source, target) in their order:
+        every target's receive in one pipeline, then every source's trim in another.
+        A pair with an older handoff still undelivered (another pusher's, or one whose
+        delivery failed) is delivered from its list's head instead."""
+        pairs = sorted(handoffs)
+        pipe = self.client.pipeline(transaction=False)
+        for source, target in pairs:
+            self.queues[target].receive(source, handoffs[source, target], client=pipe)
+        applied = [int(reply[1]) for reply in pipe.execute()]
+        pipe = self.client.pipeline(transaction=False)
+        behind = []
+        for (source, target), last in zip(pairs, applied):
+            self.queues[source].trim_handoff(target, last, client=pipe)
+            if last < handoffs[source, target][-1].seq:
+                behind.append(source)
+        pipe.execute()
+        if behind:
+            self.deliver_handoffs(sorted(set(behind)))
 
     def deliver_handoffs(self, sources: Sequence[int] | None = None) -> int:
         """Deliver what shards *sources* (all if None) handed off to other shards and

@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from redis.cluster import ClusterPipeline
@@ -218,12 +218,21 @@ def parse_lease_value(value: bytes) -> tuple[int, str, bytes]:
     return int(value[:space]), value[space + 1:newline].decode(), value[newline + 1:]
 
 
-def parse_handoff_record(record: bytes) -> tuple[int, int, str, bytes]:
-    """(sequence number, priority, host, entry) of a handoff record
-    ``'<seq> <priority> <host>\\n<entry>'`` (push.lua writes them)."""
+class Handoff(NamedTuple):
+    """A request one shard's filter found new, on its way to its host's shard: number
+    ``seq`` of the source's handoffs to that shard (hermit.queue.shards)."""
+
+    seq: int
+    priority: int
+    host: str
+    entry: bytes
+
+
+def parse_handoff_record(record: bytes) -> Handoff:
+    """The :class:`Handoff` of a record ``'<seq> <priority> <host>\\n<entry>'`` (push.lua writes them)."""
     first = record.index(b" ")
     priority, host, entry = parse_lease_value(record[first + 1:])
-    return int(record[:first]), priority, host, entry
+    return Handoff(int(record[:first]), priority, host, entry)
 
 
 class RedisRequestQueue:
@@ -287,7 +296,8 @@ class RedisRequestQueue:
     def push_many(self, requests: Sequence[QueuedRequest], client: redis.Redis | None = None) -> list[int]:
         """Dedup and enqueue *requests* in one round trip; return, for each one, 1 if
         it was queued, 0 if it was a duplicate, 2 if its host is blocked (neither
-        queued nor marked as seen).
+        queued nor marked as seen), -n if its host lives on another shard and it was
+        handed off there as this shard's handoff number n (:class:`Handoff`).
 
         A request with a fingerprint is queued only if the Bloom filter had not seen
         it; one without (``dont_filter``) is always queued. *client* may be a
@@ -449,9 +459,9 @@ class RedisRequestQueue:
         returned, left = self._requeue(keys=key_list.keys, args=args)
         return int(returned), int(left)
 
-    def waiting_handoffs(self, limit: int = 500) -> dict[int, list[bytes]]:
+    def waiting_handoffs(self, limit: int = 500) -> dict[int, list[Handoff]]:
         """Requests this shard handed off and no target has applied yet: target shard ->
-        up to *limit* of its handoff records, oldest first."""
+        up to *limit* of its handoffs, oldest first."""
         k = self.keys
         targets = sorted(int(t) for t in self.client.smembers(k.handoff_targets))
         if not targets:
@@ -459,31 +469,38 @@ class RedisRequestQueue:
         pipe = self.client.pipeline(transaction=False)
         for target in targets:
             pipe.lrange(k.handoff(target), 0, limit - 1)
-        return {t: records for t, records in zip(targets, pipe.execute()) if records}
+        return {t: [parse_handoff_record(r) for r in records]
+                for t, records in zip(targets, pipe.execute()) if records}
 
-    def receive(self, source: int, records: Sequence[bytes]) -> tuple[int, int]:
-        """Enqueue the handoff *records* shard *source* made for this shard (those not
-        applied before); ``(requests queued, highest number applied from source)``."""
+    def receive(self, source: int, handoffs: Sequence[Handoff], client: redis.Redis | None = None) -> Any:
+        """Enqueue the *handoffs* shard *source* made for this shard, in their order,
+        those not applied before and none past a gap (receive.lua); ``(requests queued,
+        highest number applied from source)``. *client* may be a pipeline, in which
+        case the result comes from its ``execute()``."""
         k = self.keys
         key_list = _KeyList([
             k.ready, k.host_waits, k.host_top, k.host_active, k.host_settings, k.queued_count, k.stats,
             k.handoffs_received,
         ])
         args: list[object] = [self.order, self.politeness.concurrency, source]
-        for record in records:
-            seq, priority, host, entry = parse_handoff_record(record)
+        for handoff in handoffs:
             args += [
-                seq, priority, host, key_list.index(k.host_queue(host, priority)),
-                key_list.index(k.host_priorities(host)), entry,
+                handoff.seq, handoff.priority, handoff.host,
+                key_list.index(k.host_queue(handoff.host, handoff.priority)),
+                key_list.index(k.host_priorities(handoff.host)), handoff.entry,
             ]
-        queued, applied = self._receive(keys=key_list.keys, args=args)
-        return int(queued), int(applied)
+        result = _run(self._receive, key_list.keys, args, client)
+        if client is not None:
+            return result
+        return int(result[0]), int(result[1])
 
-    def trim_handoff(self, target: int, applied: int) -> int:
-        """Forget the handoffs to shard *target* numbered up to *applied* (applied there)."""
+    def trim_handoff(self, target: int, applied: int, client: redis.Redis | None = None) -> Any:
+        """Forget the handoffs to shard *target* numbered up to *applied* (applied there);
+        how many. *client* as for :meth:`receive`."""
         k = self.keys
-        return int(self._trim_handoff(
-            keys=[k.handoff(target), k.handoff_targets, k.queued_count], args=[target, applied]))
+        result = _run(self._trim_handoff, [k.handoff(target), k.handoff_targets, k.queued_count],
+                      [target, applied], client)
+        return result if client is not None else int(result)
 
     def heartbeat(self, *, register: bool = True) -> tuple[int, int]:
         """Extend this worker's leases and reap dead workers.

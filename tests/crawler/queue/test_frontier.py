@@ -68,8 +68,12 @@ def test_a_handoff_left_by_a_dead_pusher_counts_as_queued_and_is_delivered_once(
     handed = [r for r in many_hosts() if fingerprint_shard(r.fingerprint, SHARDS) != host_shard(r.host, SHARDS)]
     source = fingerprint_shard(handed[0].fingerprint, SHARDS)
     handed = [r for r in handed if fingerprint_shard(r.fingerprint, SHARDS) == source]
-    # The pusher's push landed (marked seen, handed off), then it died before delivering.
-    assert front.queues[source].push_many(handed) == [1] * len(handed)
+    # The pusher's push landed (marked seen, handed off: numbered per target shard),
+    # then it died before delivering.
+    results = front.queues[source].push_many(handed)
+    for target in {host_shard(r.host, SHARDS) for r in handed}:
+        numbers = [-n for n, r in zip(results, handed) if host_shard(r.host, SHARDS) == target]
+        assert numbers == list(range(1, len(numbers) + 1))
     status = read_status(redis_client, CrawlKeys("c"))
     assert status.queued == len(handed) and not status.done
 
@@ -135,3 +139,24 @@ def test_a_crawl_made_before_shards_keeps_its_one_shard(redis_client):
 def test_a_bad_number_of_shards_is_a_clear_error(redis_client, bad):
     with pytest.raises(ValueError, match="number of shards"):
         Frontier(redis_client, CrawlKeys("c"), "w", shards=bad)
+
+
+def test_a_handoff_delivered_past_an_older_one_waits_for_it(redis_client):
+    # Two pushers on one shard: the second one's handoffs (numbers 3, 4) reach the
+    # target before the first one's (1, 2). The target applies nothing past the gap,
+    # and the second pusher then delivers the list from its head: all four, in order.
+    front = frontier(redis_client)
+    source, target = 0, 1
+    requests = [r for r in many_hosts(40, 5)
+                if fingerprint_shard(r.fingerprint, SHARDS) == source and host_shard(r.host, SHARDS) == target][:4]
+    assert len(requests) == 4
+    first, second = front.queues[source].push_many(requests[:2]), front.queues[source].push_many(requests[2:])
+    assert (first, second) == ([-1, -2], [-3, -4])
+    handed = front.queues[source].waiting_handoffs()[target]
+    assert front.queues[target].receive(source, handed[2:]) == (0, 0)  # past the gap: nothing
+
+    front._deliver({(source, target): handed[2:]})
+
+    assert not front.queues[source].waiting_handoffs()
+    assert sorted(lease.entry for lease in lease_all(front)) == sorted(r.entry for r in requests)
+    assert read_status(redis_client, CrawlKeys("c")).queued == 0

@@ -10,8 +10,9 @@
 -- host on another shard, the handoff LIST to that shard and its counter: a request
 -- new to this shard's filter is then appended there, numbered, in this same call, and
 -- counted as queued until hermit.queue.shards delivers it (receive.lua, trim_handoff.lua).
--- Returns one integer per request: 1 queued (or handed off), 0 duplicate, 2 host
--- blocked (not queued, not marked as seen).
+-- Returns one integer per request: 1 queued, 0 duplicate, 2 host blocked (not queued,
+-- not marked as seen), or -n: handed off as number n of this shard's handoffs to its
+-- host's shard (so the caller can deliver it without reading it back).
 local H = {ready = KEYS[1], waits = KEYS[2], top = KEYS[3], active = KEYS[4],
   settings = KEYS[5], queued = KEYS[6], stats = KEYS[7], cache = {}}
 local lifo = ARGV[1] == 'lifo'
@@ -53,6 +54,7 @@ for i = 8, #ARGV, 9 do
         hosts_int(seq) .. ' ' .. priority .. ' ' .. host .. '\n' .. ARGV[i + 7])
       redis.call('SADD', KEYS[9], target)
       handed_off = handed_off + 1
+      result = -seq
     end
   elseif result == 0 then
     duplicates = duplicates + 1

@@ -6,7 +6,9 @@
 -- then 6 values per request, in the order the source numbered them: sequence
 -- number, priority, host, index of its queue LIST in KEYS, of its priorities ZSET, entry.
 -- A request numbered at or below the last one applied from that shard was delivered
--- before (a deliverer that died before trimming, or two at once): it is skipped.
+-- before (a deliverer that died before trimming, or two at once): it is skipped. One
+-- numbered beyond the next expected stops the call: an older handoff is still on its
+-- way, and the source's list is delivered from its head instead.
 -- A host blocked since the request was handed off gets it counted as blocked, not queued.
 -- Returns {requests queued, the highest sequence number applied from that shard}.
 local H = {ready = KEYS[1], waits = KEYS[2], top = KEYS[3], active = KEYS[4],
@@ -19,6 +21,7 @@ local queued, blocked = 0, 0
 local touched = hosts_touched()
 for i = 4, #ARGV, 6 do
   local seq = tonumber(ARGV[i])
+  if seq > applied + 1 then break end
   if seq > applied then
     applied = seq
     local host = ARGV[i + 2]
