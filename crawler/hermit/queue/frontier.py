@@ -23,7 +23,8 @@ import redis
 
 from hermit.keys import CrawlKeys
 from hermit.queue.redis_queue import (
-    Ack, BloomSettings, Handoff, Lease, Politeness, QueuedRequest, QueueStatus, RedisRequestQueue, read_status,
+    Ack, BloomSettings, Handoff, Lease, Politeness, QueuedRequest, QueueStatus, RedisRequestQueue, parse_received,
+    read_status,
 )
 from hermit.queue.shards import check_shards, fingerprint_shard, host_shard
 
@@ -103,90 +104,110 @@ class Frontier:
         landed: dict[int, list[int]],
     ) -> list[int]:
         """One worker write batch (number *batch*): push, append items, end downloads
-        and leases, as one MULTI/EXEC per shard concerned. Returns the push results.
+        and leases, in that order. Returns the push results.
 
-        *landed* (shard -> its push results) records the shards whose transaction
-        landed, so a batch sent again after an error skips them: on one shard a batch
-        is applied once, as on a single Redis. Items go with shard 0's transaction.
-        Handoffs are delivered afterwards; one that fails waits in Redis for the
-        next delivery (:meth:`deliver_handoffs`), never lost.
+        On one shard it is one MULTI/EXEC. Over several, every shard's push and the
+        items go in one pipeline, then the handoffs those pushes made are delivered,
+        then the downloads and acks go in another pipeline: nothing is acked before the
+        requests and items its response produced landed. *landed* (shard -> its push
+        results) keeps the shards whose push landed, so a batch sent again after an
+        error pushes nothing twice; items (numbered by *batch*) and acks land once
+        however often they are sent. A delivery that fails waits in Redis for the next
+        (:meth:`deliver_handoffs`), never lost.
         """
-        per_shard: dict[int, tuple[list[int], list[QueuedRequest], list[Ack], list[Ack]]] = {}
-
-        def part(shard: int) -> tuple[list[int], list[QueuedRequest], list[Ack], list[Ack]]:
-            return per_shard.setdefault(shard, ([], [], [], []))
-
+        if self.shards == 1:
+            return self._write_one_shard(batch, pushes, items, downloads, acks, landed)
+        by_shard: dict[int, list[int]] = {}
         for position, request in enumerate(pushes):
-            positions, requests, _, _ = part(self._checking_shard(request) if self.shards > 1 else 0)
-            positions.append(position)
-            requests.append(request)
-        for download in downloads:
-            part(host_shard(download.host, self.shards))[2].append(download)
-        for ack in acks:
-            part(host_shard(ack.host, self.shards))[3].append(ack)
-        if items:
-            part(0)
+            by_shard.setdefault(self._checking_shard(request), []).append(position)
+        pending = [shard for shard in sorted(by_shard) if shard not in landed]
+        if pending or items:
+            pipe = self.client.pipeline(transaction=False)
+            for shard in pending:
+                self.queues[shard].push_many([pushes[i] for i in by_shard[shard]], client=pipe)
+            if items:
+                self.first.add_items(items, batch, client=pipe)
+            replies = pipe.execute(raise_on_error=False)
+            for shard, reply in zip(pending, replies):
+                if not isinstance(reply, Exception):
+                    landed[shard] = [int(r) for r in reply]
+            failed = [reply for reply in replies if isinstance(reply, Exception)]
+            if failed:
+                raise failed[0]
         results = [0] * len(pushes)
-        handoffs: dict[tuple[int, int], list[Handoff]] = {}
-        for shard in sorted(per_shard):
-            positions, requests, shard_downloads, shard_acks = per_shard[shard]
-            fresh = shard not in landed
-            if fresh:
-                queue = self.queues[shard]
-                pipe = self.client.pipeline(transaction=True)
-                try:
-                    if requests:
-                        queue.push_many(requests, client=pipe)
-                    if shard == 0:
-                        queue.add_items(items, batch, client=pipe)
-                    queue.downloaded(shard_downloads, client=pipe)
-                    queue.ack(shard_acks, client=pipe)
-                    replies = pipe.execute()
-                finally:
-                    pipe.reset()
-                landed[shard] = [int(r) for r in replies[0]] if requests else []
-            for position, request, result in zip(positions, requests, landed[shard]):
+        handoffs: dict[int, dict[int, list[Handoff]]] = {}  # target -> source -> in their order
+        for shard, positions in by_shard.items():
+            for position, result in zip(positions, landed[shard]):
                 if result < 0:  # handed off to the host's shard as number -result
-                    if fresh:
-                        handoffs.setdefault((shard, host_shard(request.host, self.shards)), []).append(
+                    if shard in pending:
+                        request = pushes[position]
+                        handoffs.setdefault(host_shard(request.host, self.shards), {}).setdefault(shard, []).append(
                             Handoff(-result, int(request.priority), request.host, request.entry))
                     result = 1
                 results[position] = result
-        if handoffs:
-            try:
-                self._deliver(handoffs)
-            except redis.RedisError as exc:
-                logger.warning("Handoffs between shards wait for the next delivery: %s", exc)
+        applied = self._receive(handoffs) if handoffs else {}
+        pipe = self.client.pipeline(transaction=False)
+        for source, per_target in sorted(applied.items()):
+            self.queues[source].trim_handoffs(per_target, client=pipe)
+        for queue, part in self._by_host_shard(downloads):
+            queue.downloaded(part, client=pipe)
+        for queue, part in self._by_host_shard(acks):
+            queue.ack(part, client=pipe)
+        pipe.execute()
+        behind = {source for target, sources in handoffs.items() for source, sent in sources.items()
+                  if applied.get(source, {}).get(target, 0) < sent[-1].seq}
+        if behind:
+            self._deliver_quietly(sorted(behind))
         return results
 
-    def _deliver(self, handoffs: dict[tuple[int, int], list[Handoff]]) -> None:
-        """Deliver the handoffs a push just made, per (source, target) in their order:
-        every target's receive in one pipeline, then every source's trim in another.
-        A pair with an older handoff still undelivered (another pusher's, or one whose
-        delivery failed) is delivered from its list's head instead."""
-        pairs = sorted(handoffs)
+    def _write_one_shard(self, batch: int, pushes: Sequence[QueuedRequest], items: Sequence[bytes],
+                         downloads: Sequence[Ack], acks: Sequence[Ack], landed: dict[int, list[int]]) -> list[int]:
+        pipe = self.client.pipeline(transaction=True)
+        try:
+            if pushes:
+                self.first.push_many(pushes, client=pipe)
+            self.first.add_items(items, batch, client=pipe)
+            self.first.downloaded(downloads, client=pipe)
+            self.first.ack(acks, client=pipe)
+            replies = pipe.execute()
+        finally:
+            pipe.reset()
+        landed[0] = [int(r) for r in replies[0]] if pushes else []
+        return landed[0]
+
+    def _receive(self, handoffs: dict[int, dict[int, list[Handoff]]]) -> dict[int, dict[int, int]]:
+        """Every target's receive in one pipeline; source -> target -> the highest number
+        it applied. A failure is logged and leaves the handoffs for the next delivery."""
+        targets = sorted(handoffs)
         pipe = self.client.pipeline(transaction=False)
-        for source, target in pairs:
-            self.queues[target].receive(source, handoffs[source, target], client=pipe)
-        applied = [int(reply[1]) for reply in pipe.execute()]
-        pipe = self.client.pipeline(transaction=False)
-        behind = []
-        for (source, target), last in zip(pairs, applied):
-            self.queues[source].trim_handoff(target, last, client=pipe)
-            if last < handoffs[source, target][-1].seq:
-                behind.append(source)
-        pipe.execute()
-        if behind:
-            self.deliver_handoffs(sorted(set(behind)))
+        for target in targets:
+            self.queues[target].receive(handoffs[target], client=pipe)
+        try:
+            replies = pipe.execute()
+        except redis.RedisError as exc:
+            logger.warning("Handoffs between shards wait for the next delivery: %s", exc)
+            return {}
+        applied: dict[int, dict[int, int]] = {}
+        for target, reply in zip(targets, replies):
+            for source, last in parse_received(reply)[1].items():
+                applied.setdefault(source, {})[target] = last
+        return applied
+
+    def _deliver_quietly(self, sources: Sequence[int]) -> None:
+        try:
+            self.deliver_handoffs(sources)
+        except redis.RedisError as exc:
+            logger.warning("Handoffs between shards wait for the next delivery: %s", exc)
 
     def deliver_handoffs(self, sources: Sequence[int] | None = None) -> int:
         """Deliver what shards *sources* (all if None) handed off to other shards and
-        those have not applied yet; returns the requests newly queued there."""
+        those have not applied yet, from the head of each list; returns the requests
+        newly queued there."""
         queued = 0
         for source in range(self.shards) if sources is None else sources:
-            for target, records in self.queues[source].waiting_handoffs().items():
-                newly, applied = self.queues[target].receive(source, records)
-                self.queues[source].trim_handoff(target, applied)
+            for target, waiting in self.queues[source].waiting_handoffs().items():
+                newly, applied = self.queues[target].receive({source: waiting})
+                self.queues[source].trim_handoffs({target: applied.get(source, 0)})
                 queued += newly
         return queued
 

@@ -228,6 +228,11 @@ class Handoff(NamedTuple):
     entry: bytes
 
 
+def parse_received(reply: Sequence[Any]) -> tuple[int, dict[int, int]]:
+    """``(requests queued, {source: highest number applied})`` of a receive.lua reply."""
+    return int(reply[0]), {int(reply[i]): int(reply[i + 1]) for i in range(1, len(reply), 2)}
+
+
 def parse_handoff_record(record: bytes) -> Handoff:
     """The :class:`Handoff` of a record ``'<seq> <priority> <host>\\n<entry>'`` (push.lua writes them)."""
     first = record.index(b" ")
@@ -472,34 +477,36 @@ class RedisRequestQueue:
         return {t: [parse_handoff_record(r) for r in records]
                 for t, records in zip(targets, pipe.execute()) if records}
 
-    def receive(self, source: int, handoffs: Sequence[Handoff], client: redis.Redis | None = None) -> Any:
-        """Enqueue the *handoffs* shard *source* made for this shard, in their order,
-        those not applied before and none past a gap (receive.lua); ``(requests queued,
-        highest number applied from source)``. *client* may be a pipeline, in which
-        case the result comes from its ``execute()``."""
+    def receive(self, handoffs: Mapping[int, Sequence[Handoff]], client: redis.Redis | None = None) -> Any:
+        """Enqueue the handoffs other shards made for this one (source shard -> its
+        handoffs, in their order), those not applied before and none past a gap
+        (receive.lua); ``(requests queued, {source: highest number applied from it})``.
+        *client* may be a pipeline, in which case the result comes from its
+        ``execute()`` (read it with :func:`parse_received`)."""
         k = self.keys
         key_list = _KeyList([
             k.ready, k.host_waits, k.host_top, k.host_active, k.host_settings, k.queued_count, k.stats,
             k.handoffs_received,
         ])
-        args: list[object] = [self.order, self.politeness.concurrency, source]
-        for handoff in handoffs:
-            args += [
-                handoff.seq, handoff.priority, handoff.host,
-                key_list.index(k.host_queue(handoff.host, handoff.priority)),
-                key_list.index(k.host_priorities(handoff.host)), handoff.entry,
-            ]
+        args: list[object] = [self.order, self.politeness.concurrency]
+        for source, part in handoffs.items():
+            args += [source, len(part)]
+            for handoff in part:
+                args += [
+                    handoff.seq, handoff.priority, handoff.host,
+                    key_list.index(k.host_queue(handoff.host, handoff.priority)),
+                    key_list.index(k.host_priorities(handoff.host)), handoff.entry,
+                ]
         result = _run(self._receive, key_list.keys, args, client)
-        if client is not None:
-            return result
-        return int(result[0]), int(result[1])
+        return result if client is not None else parse_received(result)
 
-    def trim_handoff(self, target: int, applied: int, client: redis.Redis | None = None) -> Any:
-        """Forget the handoffs to shard *target* numbered up to *applied* (applied there);
-        how many. *client* as for :meth:`receive`."""
+    def trim_handoffs(self, applied: Mapping[int, int], client: redis.Redis | None = None) -> Any:
+        """Forget the handoffs to each target shard numbered up to what it applied
+        (target -> highest number); how many. *client* as for :meth:`receive`."""
         k = self.keys
-        result = _run(self._trim_handoff, [k.handoff(target), k.handoff_targets, k.queued_count],
-                      [target, applied], client)
+        keys = [k.handoff_targets, k.queued_count, *(k.handoff(target) for target in applied)]
+        args: list[object] = [value for target, last in applied.items() for value in (target, last)]
+        result = _run(self._trim_handoff, keys, args, client)
         return result if client is not None else int(result)
 
     def heartbeat(self, *, register: bool = True) -> tuple[int, int]:

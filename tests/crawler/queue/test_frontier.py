@@ -80,7 +80,7 @@ def test_a_handoff_left_by_a_dead_pusher_counts_as_queued_and_is_delivered_once(
     # Delivered twice (two workers at once, or one that died before trimming): queued once.
     waiting = front.queues[source].waiting_handoffs()
     for target, records in waiting.items():
-        front.queues[target].receive(source, records)
+        front.queues[target].receive({source: records})
     other = frontier(redis_client, worker="w2")
     other.heartbeat()  # any worker's heartbeat delivers what waits
 
@@ -142,20 +142,19 @@ def test_a_bad_number_of_shards_is_a_clear_error(redis_client, bad):
 
 
 def test_a_handoff_delivered_past_an_older_one_waits_for_it(redis_client):
-    # Two pushers on one shard: the second one's handoffs (numbers 3, 4) reach the
-    # target before the first one's (1, 2). The target applies nothing past the gap,
-    # and the second pusher then delivers the list from its head: all four, in order.
+    # Two pushers on one shard: the first one's handoffs (numbers 1, 2) are not
+    # delivered yet when the second one's (3, 4) reach the target. The target applies
+    # nothing past the gap; the second pusher then delivers the list from its head.
     front = frontier(redis_client)
     source, target = 0, 1
     requests = [r for r in many_hosts(40, 5)
                 if fingerprint_shard(r.fingerprint, SHARDS) == source and host_shard(r.host, SHARDS) == target][:4]
     assert len(requests) == 4
-    first, second = front.queues[source].push_many(requests[:2]), front.queues[source].push_many(requests[2:])
-    assert (first, second) == ([-1, -2], [-3, -4])
-    handed = front.queues[source].waiting_handoffs()[target]
-    assert front.queues[target].receive(source, handed[2:]) == (0, 0)  # past the gap: nothing
+    assert front.queues[source].push_many(requests[:2]) == [-1, -2]  # its pusher died here
+    waiting = front.queues[source].waiting_handoffs()[target]
+    assert front.queues[target].receive({source: waiting[1:]}) == (0, {source: 0})  # past the gap: nothing
 
-    front._deliver({(source, target): handed[2:]})
+    assert front.push_many(requests[2:]) == [1, 1]
 
     assert not front.queues[source].waiting_handoffs()
     assert sorted(lease.entry for lease in lease_all(front)) == sorted(r.entry for r in requests)

@@ -22,6 +22,9 @@ local results = {}
 local queued, handed_off, duplicates, blocked = 0, 0, 0, 0
 local touched = hosts_touched()
 local any_blocked = nil
+-- Handoffs per target shard, numbered and appended once the loop is over:
+-- target -> {list key, counter key, records, positions in results}.
+local handoffs, targets = {}, {}
 for i = 8, #ARGV, 9 do
   local host = ARGV[i + 4]
   local target = ARGV[i + 8]
@@ -49,12 +52,15 @@ for i = 8, #ARGV, 9 do
         ARGV[i + 7], touched)
       queued = queued + 1
     else
-      local seq = redis.call('INCR', KEYS[tonumber(ARGV[i + 6])])
-      redis.call('RPUSH', KEYS[tonumber(ARGV[i + 5])],
-        hosts_int(seq) .. ' ' .. priority .. ' ' .. host .. '\n' .. ARGV[i + 7])
-      redis.call('SADD', KEYS[9], target)
+      local h = handoffs[target]
+      if h == nil then
+        h = {list = KEYS[tonumber(ARGV[i + 5])], counter = KEYS[tonumber(ARGV[i + 6])], records = {}, at = {}}
+        handoffs[target] = h
+        targets[#targets + 1] = target
+      end
+      h.records[#h.records + 1] = ' ' .. priority .. ' ' .. host .. '\n' .. ARGV[i + 7]
+      h.at[#h.at + 1] = #results + 1
       handed_off = handed_off + 1
-      result = -seq
     end
   elseif result == 0 then
     duplicates = duplicates + 1
@@ -65,6 +71,16 @@ for i = 8, #ARGV, 9 do
 end
 if bloom ~= nil then
   bloom_flush(bloom)
+end
+for _, target in ipairs(targets) do
+  local h = handoffs[target]
+  local first = redis.call('INCRBY', h.counter, #h.records) - #h.records + 1
+  for n = 1, #h.records do
+    h.records[n] = hosts_int(first + n - 1) .. h.records[n]
+    results[h.at[n]] = -(first + n - 1)
+  end
+  redis.call('RPUSH', h.list, unpack(h.records))
+  redis.call('SADD', KEYS[9], target)
 end
 hosts_enqueued(H, touched, queued, default_concurrency)
 if handed_off > 0 then redis.call('INCRBY', H.queued, handed_off) end

@@ -1,20 +1,29 @@
--- Forget handoffs their target shard has applied (receive.lua), from the head of the
--- list while their number is at or below the one applied; they stop counting as
--- queued here (they count on the target now).
--- KEYS[1] the handoff LIST, [2] handoff targets SET, [3] queued counter
--- ARGV[1] the target shard, [2] the highest sequence number it applied.
+-- Forget handoffs their target shards have applied (receive.lua): from the head of
+-- each target's list, those numbered at or below the one applied there. A list holds
+-- consecutive numbers from its head on (push.lua appends them in order, this trims
+-- from the head), so how many go follows from the head's number. They stop counting
+-- as queued here (they count on the targets now).
+-- KEYS[1] handoff targets SET, [2] queued counter, then each target's handoff LIST.
+-- ARGV: per target, in the order of its LIST in KEYS: the target shard, the highest
+-- sequence number it applied.
 -- Returns the number of handoffs forgotten.
-local applied = tonumber(ARGV[2])
 local trimmed = 0
-while true do
-  local head = redis.call('LINDEX', KEYS[1], 0)
-  if not head then break end
-  local seq = tonumber(string.match(head, '^(%d+) '))
-  if seq and seq > applied then break end
-  -- (an entry with no number can't be delivered: receive.lua is never given one)
-  redis.call('LPOP', KEYS[1])
-  trimmed = trimmed + 1
+for t = 1, #ARGV, 2 do
+  local list = KEYS[2 + (t + 1) / 2]
+  local head = redis.call('LINDEX', list, 0)
+  local first = head and tonumber(string.match(head, '^(%d+) '))
+  if first then
+    local length = redis.call('LLEN', list)
+    local n = math.min(tonumber(ARGV[t + 1]) - first + 1, length)
+    if n > 0 then
+      redis.call('LTRIM', list, n, -1)
+      trimmed = trimmed + n
+      length = length - n
+    end
+    if length == 0 then redis.call('SREM', KEYS[1], ARGV[t]) end
+  elseif not head then
+    redis.call('SREM', KEYS[1], ARGV[t])
+  end
 end
-if redis.call('LLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[1]) end
-if trimmed > 0 then redis.call('DECRBY', KEYS[3], trimmed) end
+if trimmed > 0 then redis.call('DECRBY', KEYS[2], trimmed) end
 return trimmed
