@@ -46,6 +46,7 @@ import argparse
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -207,6 +208,7 @@ def run_target(target: Target, requests: list[QueuedRequest], batch: int) -> dic
     memory_pushed = target.used_memory()
     queued = results.count(1)
     results, dedup_phase = timed(target, n, push)
+    assert set(results) <= {0, 1}, f"push results other than 0 and 1: {sorted(set(results))[:5]}"
     assert results.count(1) == 0, f"{results.count(1)} requests new the second time"
     leased, lease_phase = timed(target, queued, lambda: lease_all(front, batch))
     assert leased == queued, f"leased {leased} of {queued}"
@@ -284,6 +286,24 @@ def crawl_name_spread(masters: int, shards: int, names: int = 1000) -> dict[str,
             "share_with_an_idle_master": empty / names}
 
 
+def code_version() -> dict[str, Any]:
+    """Which hermit was measured: its folder, and the commit it is (a snapshot exported
+    with ``git archive`` names its commit in HERMIT_BENCH_COMMIT) and whether it differs."""
+    import hermit
+
+    folder = Path(hermit.__file__).resolve().parent
+    found: dict[str, Any] = {"hermit": str(folder), "commit": os.environ.get("HERMIT_BENCH_COMMIT")}
+    try:
+        found["commit"] = found["commit"] or subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--", "."],
+                                 capture_output=True, text=True, check=True).stdout
+        found["uncommitted_changes"] = bool(changed.strip())
+    except (OSError, subprocess.CalledProcessError):
+        found.setdefault("uncommitted_changes", None)  # not a git work tree: an exported snapshot
+    return found
+
+
 def wait_until_quiet(max_seconds: float, console: Console, quiet_seconds: int = 10) -> dict[str, Any]:
     """Wait (at most *max_seconds*) until, for *quiet_seconds* seconds in a row, the
     1-minute load average is below 0.7 or the CPUs are less than 20 % busy."""
@@ -357,12 +377,14 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
                           end_section=phase == PHASES[-1])
     console.print(table)
     memory = Table(title="Redis memory (used_memory, summed over masters) and how the shards spread over masters")
-    for name in ("target", "B/queued request", "B/seen URL (filter)", "B/host", "shards per master",
+    for name in ("target", "B/queued request", "B/request, one host", "B/seen URL (filter)", "B/host",
+                 "shards per master",
                  "requests queued per master", "Bloom checks per master"):
         memory.add_column(name, justify="left" if name == "target" else "right")
     for name, row in results.items():
         s = row["spread"]
         memory.add_row(row["label"], f"{row['redis_bytes_per_queued_request']:.1f}",
+                       f"{row['redis_bytes_per_request_one_host']:.1f}",
                        f"{row['bloom_bytes_per_seen_url']:.2f}", f"{row['redis_bytes_per_host']:.0f}",
                        " / ".join(map(str, s["shards_per_master"])),
                        " / ".join(f"{c:,}" for c in s["requests_per_master"]),
@@ -430,6 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine_info(memory_mib=psutil.virtual_memory().total // 2**20, quiet=quiet,
                                 load_average_after=os.getloadavg()),
         "versions": {name: version(name) for name in ("redis", "hiredis", "scrapy", "psutil")},
+        "code": code_version(),
         "params": {"requests": n, "hosts": args.hosts, "batch": args.batch, "rounds": rounds_wanted,
                    "bloom_headroom": BLOOM_HEADROOM, "bloom_error_ratio": BloomSettings().error_ratio,
                    "cluster_replicas": 0, "persistence": "none (cluster nodes' appendonly set to no)",

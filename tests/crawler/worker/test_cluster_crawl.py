@@ -81,31 +81,49 @@ def test_workers_crawl_every_page_over_a_redis_cluster(scrapy_project, cluster, 
     assert info.exit_code == 0 and "over 16 shards" in info.output, info.output
 
 
-def test_a_master_killed_mid_crawl_fails_over_and_no_page_is_lost(scrapy_project, cluster, tmp_path):
-    project = scrapy_project("failover", SPIDERS, POLITE + """
+# Slow enough (6 hosts, 40 pages each, 0.2 s apart) that the crawl is under way when
+# the cluster is disrupted, and goes on after.
+DISRUPTED = POLITE + """
 CONCURRENT_REQUESTS_PER_DOMAIN = 1
 DOWNLOAD_DELAY = 0.2
 HERMIT_REDIS_RETRY_MAX_SECONDS = 1
 HERMIT_IDLE_CLOSE_SECONDS = 3
-""")
-    killed = []
+"""
 
-    def kill_a_master(procs):
-        time.sleep(3)  # the crawl is under way
-        victim = cluster.masters()[1]
-        cluster.kill(victim)
-        killed.append(cluster.wait_for_failover(victim))
-        killed.append(time.time())
+
+def crawl_through(scrapy_project, cluster, tmp_path, disrupt) -> list[tuple[str, str]]:
+    """Two workers crawl over *cluster*, which *disrupt()* changes 3 s in; checks that every
+    page was fetched and that the crawl went on after, and returns the pages fetched."""
+    project = scrapy_project("disrupted", SPIDERS, DISRUPTED)
+    disrupted_at = []
+
+    def while_running(procs):
+        time.sleep(3)
+        disrupt()
+        disrupted_at.append(time.time())
 
     with ManyHostsProcess(6, 40, tmp_path / "requests.log") as site:
-        procs = run_workers(project, site, cluster.url, tmp_path, 2, while_running=kill_a_master)
+        procs = run_workers(project, site, cluster.url, tmp_path, 2, while_running=while_running)
         records = site.records()
-    assert killed, "no failover happened"
+    assert disrupted_at, "the cluster was not disrupted"
     assert [p.returncode for p in procs] == [0, 0], worker_logs(tmp_path)
     pages = fetched_pages(records)
     assert set(pages) == expected_pages(site)
-    # The crawl went on after the failover (it was not over before the kill).
-    assert sum(r.time > killed[1] for r in records) >= 20
+    assert sum(r.time > disrupted_at[0] for r in records) >= 20  # it was not over before
+    assert read_status(cluster.client(), CrawlKeys("hosts")).done
+    return pages
+
+
+def test_a_master_killed_mid_crawl_fails_over_and_no_page_is_lost(scrapy_project, cluster, tmp_path):
+    promoted = []
+
+    def kill_a_master():
+        victim = cluster.masters()[1]
+        cluster.kill(victim)
+        promoted.append(cluster.wait_for_failover(victim))
+
+    pages = crawl_through(scrapy_project, cluster, tmp_path, kill_a_master)
+    assert promoted and promoted[0].role == "master"
     # Fetched again at most what was in flight around the failover (and what its
     # replica had not received yet: replication is asynchronous).
     again = sum(n - 1 for n in Counter(pages).values())
@@ -113,16 +131,9 @@ HERMIT_IDLE_CLOSE_SECONDS = 3
 
 
 def test_slots_migrated_mid_crawl_lose_no_page(scrapy_project, cluster, tmp_path):
-    project = scrapy_project("reshard", SPIDERS, POLITE + """
-CONCURRENT_REQUESTS_PER_DOMAIN = 1
-DOWNLOAD_DELAY = 0.2
-HERMIT_REDIS_RETRY_MAX_SECONDS = 1
-HERMIT_IDLE_CLOSE_SECONDS = 3
-""")
     moved = []
 
-    def reshard(procs):
-        time.sleep(3)  # the crawl is under way
+    def reshard():
         keys = CrawlKeys("hosts")
         # The slots of four shards (shard 0, with the layout and the items, among them),
         # each moved to the next master while the workers write to it.
@@ -133,19 +144,10 @@ HERMIT_IDLE_CLOSE_SECONDS = 3
             target = masters[(masters.index(source) + 1) % len(masters)]
             cluster.migrate_slots([slot], source, target)
             moved.append((slot, target.port))
-        moved.append(time.time())
 
-    with ManyHostsProcess(6, 40, tmp_path / "requests.log") as site:
-        procs = run_workers(project, site, cluster.url, tmp_path, 2, while_running=reshard)
-        records = site.records()
-    resharded_at = moved.pop()
+    crawl_through(scrapy_project, cluster, tmp_path, reshard)
     assert len(moved) == 4
-    # The crawl went on after the slots moved (it was not over before they did).
-    assert sum(r.time > resharded_at for r in records) >= 20
     assert all(cluster.node_for_slot(slot).port == port for slot, port in moved)
-    assert [p.returncode for p in procs] == [0, 0], worker_logs(tmp_path)
-    assert set(fetched_pages(records)) == expected_pages(site)
-    assert read_status(cluster.client(), CrawlKeys("hosts")).done
 
 
 def test_sigkill_of_a_worker_on_a_cluster_loses_no_page(scrapy_project, cluster, tmp_path):
