@@ -474,8 +474,16 @@ class RedisRequestQueue:
         pipe = self.client.pipeline(transaction=False)
         for target in targets:
             pipe.lrange(k.handoff(target), 0, limit - 1)
-        return {t: [parse_handoff_record(r) for r in records]
-                for t, records in zip(targets, pipe.execute()) if records}
+        waiting = {}
+        for target, records in zip(targets, pipe.execute()):
+            parsed = []
+            for record in records:
+                try:
+                    parsed.append(parse_handoff_record(record))
+                except ValueError:  # not push.lua's: trim_handoff.lua dead-letters it
+                    logger.error("Malformed handoff record to shard %d: %r", target, record[:200])
+            waiting[target] = parsed
+        return waiting
 
     def receive(self, handoffs: Mapping[int, Sequence[Handoff]], client: redis.Redis | None = None) -> Any:
         """Enqueue the handoffs other shards made for this one (source shard -> its
@@ -504,7 +512,7 @@ class RedisRequestQueue:
         """Forget the handoffs to each target shard numbered up to what it applied
         (target -> highest number); how many. *client* as for :meth:`receive`."""
         k = self.keys
-        keys = [k.handoff_targets, k.queued_count, *(k.handoff(target) for target in applied)]
+        keys = [k.handoff_targets, k.queued_count, k.dead_letters, k.stats, *(k.handoff(target) for target in applied)]
         args: list[object] = [value for target, last in applied.items() for value in (target, last)]
         result = _run(self._trim_handoff, keys, args, client)
         return result if client is not None else int(result)

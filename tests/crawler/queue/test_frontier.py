@@ -159,3 +159,22 @@ def test_a_handoff_delivered_past_an_older_one_waits_for_it(redis_client):
     assert not front.queues[source].waiting_handoffs()
     assert sorted(lease.entry for lease in lease_all(front)) == sorted(r.entry for r in requests)
     assert read_status(redis_client, CrawlKeys("c")).queued == 0
+
+
+def test_a_malformed_handoff_record_is_dead_lettered_and_holds_nothing_up(redis_client):
+    front = frontier(redis_client)
+    source, target = 0, 1
+    requests = [r for r in many_hosts(40, 5)
+                if fingerprint_shard(r.fingerprint, SHARDS) == source and host_shard(r.host, SHARDS) == target][:2]
+    keys = CrawlKeys("c").shard(source)
+    redis_client.rpush(keys.handoff(target), b"garbage without a number")
+    redis_client.sadd(keys.handoff_targets, target)
+    redis_client.incr(keys.queued_count)  # as if it counted as queued
+    assert front.queues[source].push_many(requests) == [-1, -2]  # numbered after it
+
+    front.heartbeat()  # delivers what waits
+
+    assert sorted(lease.entry for lease in lease_all(front)) == sorted(r.entry for r in requests)
+    status = read_status(redis_client, CrawlKeys("c"))
+    assert status.dead_letters == 1 and status.counters["dead_letters"] == 1
+    assert status.queued == 0 and not front.queues[source].waiting_handoffs()
