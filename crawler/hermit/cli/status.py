@@ -54,7 +54,7 @@ def status_command(redis_url: str, crawl: str, prefix: str, as_json: bool) -> No
     else:
         click.echo(
             f"dedup           {b.items} fingerprints, fill {b.fill_ratio:.1%} of {b.capacity}, "
-            f"{b.layers} layer(s), est. false positives {b.estimated_false_positive_ratio:.2e}"
+            f"{b.describe_layers()}, est. false positives {b.estimated_false_positive_ratio:.2e}"
         )
     width = max((len(name) + 2 for name in q.counters), default=0)
     for name in sorted(q.counters):

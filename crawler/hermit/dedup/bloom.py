@@ -273,6 +273,10 @@ class BloomInfo:
     #: Shards of the crawl the figures add up (their layers one after the other).
     shards: int = 1
 
+    def describe_layers(self) -> str:
+        """``'2 layer(s)'``, or ``'16 layer(s) over 16 shards'``."""
+        return f"{self.layers} layer(s)" + (f" over {self.shards} shards" if self.shards > 1 else "")
+
 
 class RedisBloomFilter:
     """Scalable Bloom filter of one crawl, in the crawl's ``bloom`` keys.

@@ -133,7 +133,7 @@ def migrate_command(
     click.echo(
         f"scanned {result.scanned}: {result.added} added, {result.duplicates} already in the filter, "
         f"{result.skipped_invalid} invalid skipped{left}; filter holds {info.items if info else 0} "
-        f"fingerprints in {info.layers if info else 0} layer(s)"
+        f"fingerprints in {info.describe_layers() if info else '0 layer(s)'}"
     )
 
 
@@ -143,7 +143,7 @@ def _format_info(crawl: str, info: BloomInfo, memory_bytes: int) -> list[str]:
         f"items           {info.items:,} of {info.capacity:,} (fill {info.fill_ratio:.1%})",
         f"kind            {info.kind}"
         + (f" ({info.layer_details[0].block_bits}-bit blocks)" if info.kind == "blocked" else ""),
-        f"layers          {info.layers}" + (f" over {info.shards} shards" if info.shards > 1 else ""),
+        f"layers          {info.describe_layers()}",
         f"bits            {info.bits:,} ({info.bytes / 1e6:.2f} MB; {memory_bytes / 1e6:.2f} MB in Redis"
         + (f", {memory_bytes * 8 / info.items:.1f} bits per item now)" if info.items else ")"),
         f"error ratio     target {info.error_ratio:.2e}, estimated now {info.estimated_false_positive_ratio:.2e}",

@@ -109,7 +109,7 @@ def test_migrate_into_a_sharded_crawl_then_info_over_its_shards(redis_url, redis
     result = run("migrate", "--redis", redis_url, "--crawl", "sharded", "--from-key", SOURCE,
                  "--capacity", "8000")
     assert result.exit_code == 0, result.output
-    assert "2000 added" in result.output and "filter holds 2000 fingerprints in 4 layer(s)" in result.output
+    assert "2000 added" in result.output and "filter holds 2000 fingerprints in 4 layer(s) over 4 shards" in result.output
 
     fingerprints = [bytes.fromhex(m) for m in members]
     frontier = Frontier(redis_client, keys, "w", shards=4)
@@ -122,4 +122,4 @@ def test_migrate_into_a_sharded_crawl_then_info_over_its_shards(redis_url, redis
     shown = run("info", "--redis", redis_url, "--crawl", "sharded")
     assert shown.exit_code == 0, shown.output
     assert "2,000 of 8,000 (fill 25.0%)" in shown.output
-    assert "layers          4 over 4 shards" in shown.output
+    assert "layers          4 layer(s) over 4 shards" in shown.output
