@@ -12,10 +12,14 @@ from collections import Counter
 
 import pytest
 from click.testing import CliRunner
+from scrapy import Request
 
 from hermit.cli import main
+from hermit.crawl_status import read_crawl_status
 from hermit.demo.many_hosts import ManyHostsProcess, highest_rates
 from hermit.keys import CrawlKeys
+from hermit.queue.hosts import HostControl, politeness_key
+from hermit.observability.crawl_metrics import CrawlStatusCollector, status_client
 from hermit.queue.redis_queue import read_status
 from hermit.queue.shards import crawl_shards
 from hermit.redis_client import connect
@@ -191,3 +195,30 @@ def test_a_cluster_that_asks_for_a_password_is_crawled_with_it_in_the_url(scrapy
     assert "wrong" not in wrong.stdout + wrong.stderr  # the password is not printed
     assert procs[0].returncode == 0, worker_logs(tmp_path)
     assert set(fetched_pages(records)) == expected_pages(site)
+
+
+def test_seeds_status_and_metrics_against_a_cluster(cluster):
+    # hermit seed spreads the seeds over the new crawl's shards (16 on a cluster), and
+    # the readers - hermit status, the crawl-wide metrics - add every shard up.
+    urls = [f"http://127.0.0.{2 + i % 5}:8000/p/{i}.html" for i in range(60)]
+    runner = CliRunner()
+    seeded = runner.invoke(main, ["seed", "--redis", cluster.url, "--crawl", "seeded", *sum((["--url", u] for u in urls), [])])
+    assert seeded.exit_code == 0 and "60 queued, 0 already seen, 0 rejected" in seeded.output, seeded.output
+    again = runner.invoke(main, ["seed", "--redis", cluster.url, "--crawl", "seeded", "--url", urls[0]])
+    assert "0 queued, 1 already seen" in again.output, again.output
+    client = cluster.client()
+    keys = CrawlKeys("seeded")
+    assert crawl_shards(client, keys) == 16
+    hosts = sorted({politeness_key(Request(url)) for url in urls})
+    assert sum(info.queued for info in HostControl(client, keys).describe(hosts)) == 60  # each on its shard
+
+    status = json.loads(runner.invoke(main, ["status", "--redis", cluster.url, "--crawl", "seeded", "--json"]).output)
+    assert status["queue"]["queued"] == 60 and status["queue"]["hosts"]["with_queue"] == 5
+    reads = status_client(cluster.url)
+    collector = CrawlStatusCollector(lambda: read_crawl_status(reads.get(), keys), "seeded", "w1")
+    values = {(s.name, s.labels.get("result", "")): s.value for family in collector.collect() for s in family.samples}
+    assert values[("hermit_crawl_queued_requests", "")] == 60
+    assert values[("hermit_crawl_dedup_checks_total", "new")] == 60
+    assert values[("hermit_crawl_dedup_checks_total", "duplicate")] == 1
+    assert values[("hermit_crawl_bloom_fingerprints", "")] == 60
+    reads.close()
