@@ -85,8 +85,8 @@ def test_workers_crawl_every_page_over_a_redis_cluster(scrapy_project, cluster, 
     assert info.exit_code == 0 and "over 16 shards" in info.output, info.output
 
 
-# Slow enough (6 hosts, 40 pages each, 0.2 s apart) that the crawl is under way when
-# the cluster is disrupted, and goes on after.
+# Slow enough (6 hosts, 40 pages each, 0.2 s apart) that the crawl goes on for a while
+# after the cluster is disrupted.
 DISRUPTED = POLITE + """
 CONCURRENT_REQUESTS_PER_DOMAIN = 1
 DOWNLOAD_DELAY = 0.2
@@ -96,17 +96,20 @@ HERMIT_IDLE_CLOSE_SECONDS = 3
 
 
 def crawl_through(scrapy_project, cluster, tmp_path, disrupt) -> list[tuple[str, str]]:
-    """Two workers crawl over *cluster*, which *disrupt()* changes 3 s in; checks that every
-    page was fetched and that the crawl went on after, and returns the pages fetched."""
+    """Two workers crawl over *cluster*, which *disrupt()* changes once 30 pages are
+    fetched; checks that every page was fetched and that the crawl went on after, and
+    returns the pages fetched."""
     project = scrapy_project("disrupted", SPIDERS, DISRUPTED)
     disrupted_at = []
 
-    def while_running(procs):
-        time.sleep(3)
-        disrupt()
-        disrupted_at.append(time.time())
-
     with ManyHostsProcess(6, 40, tmp_path / "requests.log") as site:
+        def while_running(procs):
+            deadline = time.monotonic() + 120
+            while len(site.log.read_text().splitlines()) < 30 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            disrupt()
+            disrupted_at.append(time.time())
+
         procs = run_workers(project, site, cluster.url, tmp_path, 2, while_running=while_running)
         records = site.records()
     assert disrupted_at, "the cluster was not disrupted"
@@ -132,6 +135,19 @@ def test_a_master_killed_mid_crawl_fails_over_and_no_page_is_lost(scrapy_project
     # replica had not received yet: replication is asynchronous).
     again = sum(n - 1 for n in Counter(pages).values())
     assert again <= 2 * 16, again
+
+
+def test_a_master_without_replica_restarted_mid_crawl_loses_no_page(scrapy_project, tmp_path):
+    # No replica to take over: its slots are down until it is back (with its
+    # append-only file), and the workers wait for it, retrying.
+    with LocalRedisCluster(masters=3, replicas=0) as bare:
+        def restart_a_master():
+            victim = bare.masters()[1]
+            bare.kill(victim)
+            time.sleep(2)
+            bare.restart(victim)
+
+        crawl_through(scrapy_project, bare, tmp_path, restart_a_master)
 
 
 def test_slots_migrated_mid_crawl_lose_no_page(scrapy_project, cluster, tmp_path):
