@@ -563,16 +563,42 @@ class RedisRequestQueue:
 
 
 def read_status(client: redis.Redis, keys: CrawlKeys, default_concurrency: int = 8) -> QueueStatus:
-    """A :class:`QueueStatus` for the crawl *keys*, all its shards together (two round
-    trips per shard, whatever the number of hosts).
+    """A :class:`QueueStatus` for the crawl *keys*, all its shards together (four round
+    trips, whatever the number of shards and hosts: on a cluster each pipeline goes
+    to every master at once).
 
     *default_concurrency* is the per-host limit of hosts that set none, for
     :attr:`QueueStatus.schedulable`.
     """
-    shards = crawl_shards(client, keys)
-    if shards == 1:
-        return _shard_status(client, keys, default_concurrency)
-    parts = [_shard_status(client, keys.shard(i), default_concurrency) for i in range(shards)]
+    shards = [keys.shard(i) for i in range(crawl_shards(client, keys))]
+    seconds, micros = client.time()
+    now_ms = seconds * 1000 + micros // 1000
+    pipe = client.pipeline(transaction=False)
+    for k in shards:
+        pipe.get(k.queued_count)
+        pipe.zrange(k.workers, 0, -1)
+        pipe.llen(k.dead_letters)
+        pipe.hgetall(k.stats)
+        pipe.hlen(k.host_top)
+        pipe.zcount(k.ready, "-inf", now_ms)
+        pipe.zcard(k.ready)
+        pipe.hlen(k.host_backoff)
+        pipe.hlen(k.host_active)
+        pipe.hgetall(k.host_settings)
+        pipe.exists(k.legacy_priorities)
+    replies = pipe.execute()
+    per_shard = [replies[i * 11:(i + 1) * 11] for i in range(len(shards))]
+    pipe = client.pipeline(transaction=False)
+    for k, values in zip(shards, per_shard):
+        for worker in values[1]:
+            pipe.hlen(k.leases(worker.decode()))
+    lengths = iter(pipe.execute() if any(values[1] for values in per_shard) else [])
+    parts = [
+        _shard_status(values, {w.decode(): next(lengths) for w in values[1]}, default_concurrency)
+        for values in per_shard
+    ]
+    if len(parts) == 1:
+        return parts[0]
     by_worker: dict[str, int] = {}
     counters: dict[str, int] = {}
     hosts = HostsSummary()
@@ -596,29 +622,10 @@ def read_status(client: redis.Redis, keys: CrawlKeys, default_concurrency: int =
     )
 
 
-def _shard_status(client: redis.Redis, keys: CrawlKeys, default_concurrency: int) -> QueueStatus:
-    """The :class:`QueueStatus` of one shard."""
-    seconds, micros = client.time()
-    now_ms = seconds * 1000 + micros // 1000
-    pipe = client.pipeline(transaction=False)
-    pipe.get(keys.queued_count)
-    pipe.zrange(keys.workers, 0, -1)
-    pipe.llen(keys.dead_letters)
-    pipe.hgetall(keys.stats)
-    pipe.hlen(keys.host_top)
-    pipe.zcount(keys.ready, "-inf", now_ms)
-    pipe.zcard(keys.ready)
-    pipe.hlen(keys.host_backoff)
-    pipe.hlen(keys.host_active)
-    pipe.hgetall(keys.host_settings)
-    pipe.exists(keys.legacy_priorities)
+def _shard_status(values: list[Any], by_worker: dict[str, int], default_concurrency: int) -> QueueStatus:
+    """The :class:`QueueStatus` of one shard, from what :func:`read_status` read of it."""
     (queued, workers, dead_letters, counters, with_queue, ready_now, ready, backed_off, active,
-     settings, legacy) = pipe.execute()
-    pipe = client.pipeline(transaction=False)
-    for worker in workers:
-        pipe.hlen(keys.leases(worker.decode()))
-    lengths = pipe.execute() if workers else []
-    by_worker = {w.decode(): n for w, n in zip(workers, lengths)}
+     settings, legacy) = values
     paused = 0
     # Hosts with their own concurrency change the sum; they are few (set by hand).
     extra_slots = 0
