@@ -38,8 +38,8 @@ docs: venv
 	$(BIN)/python -m hermit.docs_reference
 
 ## Every benchmark, side by side with plain Scrapy and scrapy-redis, on loopback; each
-## writes bench/results/<name>.json and prints its table (about 50 minutes; bench-quick: a few).
-BENCHES := queue dedup worker_rss crawl_throughput recycling observability many_hosts frontier resume
+## writes bench/results/<name>.json and prints its table (about 70 minutes; bench-quick: a few).
+BENCHES := queue dedup worker_rss crawl_throughput recycling observability many_hosts frontier resume cluster
 PLOTLIB ?= /tmp/hermit-plotlib
 bench: venv
 	$(BIN)/python -m pip install -q --target $(PLOTLIB) matplotlib
