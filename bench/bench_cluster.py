@@ -65,12 +65,13 @@ from scrapy import Request, Spider
 from scrapy.utils.request import RequestFingerprinter
 
 from benchlib import machine_info, write_report
+from hermit.dedup.bloom import fingerprint_shard
 from hermit.keys import CrawlKeys
 from hermit.queue.codec import encode_request
 from hermit.queue.frontier import Frontier
 from hermit.queue.hosts import politeness_key
 from hermit.queue.redis_queue import Ack, BloomSettings, Politeness, QueuedRequest
-from hermit.queue.shards import CLUSTER_DEFAULT_SHARDS, crawl_shards, fingerprint_shard, host_shard
+from hermit.queue.shards import CLUSTER_DEFAULT_SHARDS, crawl_shards, host_shard
 from hermit.redis_client import connect
 from hermit.redis_server import EmbeddedRedis
 from hermit.testing.redis_cluster import SLOTS, LocalRedisCluster

@@ -21,12 +21,13 @@ from typing import Any
 
 import redis
 
+from hermit.dedup.bloom import fingerprint_shard
 from hermit.keys import CrawlKeys
 from hermit.queue.redis_queue import (
     Ack, BloomSettings, Handoff, Lease, Politeness, QueuedRequest, QueueStatus, RedisRequestQueue, parse_received,
     read_status,
 )
-from hermit.queue.shards import check_shards, fingerprint_shard, host_shard
+from hermit.queue.shards import check_shards, host_shard
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,6 @@ class Frontier:
         bloom = bloom or BloomSettings()
         if shards > 1:
             bloom = dataclasses.replace(bloom, capacity=math.ceil(bloom.capacity / shards))
-        self.bloom_settings = bloom
         self.queues = [
             RedisRequestQueue(client, keys.shard(i), worker_id, shards=shards, bloom=bloom, **queue_options)
             for i in range(shards)

@@ -10,7 +10,7 @@ on a single Redis the same layout works unchanged.
 - A host's queues, schedule, leases and settings live on the shard of its name
   (:func:`host_shard`): politeness stays one atomic script per host.
 - A fingerprint is checked on the shard of its hash
-  (:func:`hermit.dedup.bloom.fingerprint_shard`, re-exported here):
+  (:func:`hermit.dedup.bloom.fingerprint_shard`, beside the filter it routes to):
   duplicates, most of a crawl's checks, spread evenly however few the hosts.
 
 The two may differ. Then the script that finds a request new to its filter also
@@ -30,7 +30,6 @@ import zlib
 
 import redis
 
-from hermit.dedup.bloom import fingerprint_shard  # noqa: F401 - the other half of the routing
 from hermit.keys import CrawlKeys
 from hermit.redis_client import is_cluster
 

@@ -9,11 +9,12 @@ import time
 
 import pytest
 
+from hermit.dedup.bloom import fingerprint_shard
 from hermit.keys import CrawlKeys
 from hermit.queue.frontier import Frontier
 from hermit.queue.hosts import HostControl
 from hermit.queue.redis_queue import Ack, Politeness, QueuedRequest, read_status
-from hermit.queue.shards import crawl_shards, fingerprint_shard, host_shard
+from hermit.queue.shards import crawl_shards, host_shard
 
 SHARDS = 4
 
