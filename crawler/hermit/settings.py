@@ -204,7 +204,8 @@ def _number(settings: BaseSettings, name: str, kind: type, minimum: float) -> An
     return value
 
 
-def _queue_shards(settings: BaseSettings) -> int:
+def queue_shards(settings: BaseSettings) -> int:
+    """HERMIT_QUEUE_SHARDS, checked (0: chosen by the kind of Redis)."""
     shards = _number(settings, "HERMIT_QUEUE_SHARDS", int, 0)
     if shards > MAX_SHARDS:
         raise NotConfigured(f"HERMIT_QUEUE_SHARDS must be at most {MAX_SHARDS}, got {shards}")
@@ -354,7 +355,7 @@ class WorkerConfig:
             known_fingerprints=_number(settings, "HERMIT_DEDUP_KNOWN_FINGERPRINTS", int, 0),
             items_enabled=settings.getbool("HERMIT_ITEMS_ENABLED", True),
             queue_codec=queue_codec,
-            queue_shards=_queue_shards(settings),
+            queue_shards=queue_shards(settings),
             politeness=politeness(settings),
             robots_crawl_delay_max_seconds=_number(settings, "HERMIT_ROBOTS_CRAWL_DELAY_MAX_SECONDS", float, 0),
         )

@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 import psutil
 import redis
 from hermit_recycling import RecyclePolicy, WorkerState, decide
+from scrapy.exceptions import NotConfigured
+from scrapy.settings import Settings
 
 from hermit.crawl_status import CrawlStatus, read_crawl_status
 from hermit.keys import CrawlKeys
@@ -41,11 +43,12 @@ from hermit.local.state import ItemsCursor, SavedCrawl, StateDir, StateError
 from hermit.local.stop_signals import StopSignals
 from hermit.local.worker_command import check_workers_can_run, worker_command, worker_options
 from hermit.queue.frontier import Frontier
-from hermit.queue.shards import check_shards, open_shards
+from hermit.queue.shards import open_shards
 from hermit.redis_client import connect
 from hermit.redis_server import EmbeddedRedis
 from hermit.redis_url import redact_url
 from hermit.seeding import InvalidSeed, SeedReport, check_seed_url, push_seeds
+from hermit.settings import queue_shards
 from hermit.worker.run import DEMO_SPIDER, EXIT_CONFIG, EXIT_FAILED, EXIT_REDIS_UNAVAILABLE
 
 __all__ = ["CrawlFailed", "LocalCrawl", "LocalCrawlOptions", "LocalCrawlResult", "write_prometheus_targets"]
@@ -234,11 +237,10 @@ class LocalCrawl:
 
     def _wanted_shards(self) -> int:
         """HERMIT_QUEUE_SHARDS of the workers' settings (0: not set)."""
-        raw = self.options.settings.get("HERMIT_QUEUE_SHARDS") or "0"
         try:
-            return check_shards(int(raw)) if raw.strip() != "0" else 0
-        except ValueError as exc:
-            raise CrawlFailed(f"HERMIT_QUEUE_SHARDS: {exc}") from None
+            return queue_shards(Settings(self.options.settings))
+        except NotConfigured as exc:
+            raise CrawlFailed(str(exc)) from None
 
     def _push_seeds(self, client: redis.Redis, keys: CrawlKeys) -> SeedReport | None:
         seeds = self.options.seeds
