@@ -27,6 +27,7 @@ from hermit.queue.redis_queue import (
     Ack, BloomSettings, Handoff, Lease, Politeness, QueuedRequest, QueueStatus, RedisRequestQueue, parse_received,
     read_status,
 )
+from hermit.queue import script_calls
 from hermit.queue.shards import check_shards, host_shard
 
 logger = logging.getLogger(__name__)
@@ -122,12 +123,12 @@ class Frontier:
             by_shard.setdefault(self._checking_shard(request), []).append(position)
         pending = [shard for shard in sorted(by_shard) if shard not in landed]
         if pending or items:
-            pipe = self.client.pipeline(transaction=False)
+            pipe = script_calls.pipeline(self.client)
             for shard in pending:
                 self.queues[shard].push_many([pushes[i] for i in by_shard[shard]], client=pipe)
             if items:
                 self.first.add_items(items, batch, client=pipe)
-            replies = pipe.execute(raise_on_error=False)
+            replies = script_calls.execute(pipe, raise_on_error=False)
             for shard, reply in zip(pending, replies):
                 if not isinstance(reply, Exception):
                     landed[shard] = [int(r) for r in reply]
@@ -146,14 +147,14 @@ class Frontier:
                     result = 1
                 results[position] = result
         applied = self._receive(handoffs) if handoffs else {}
-        pipe = self.client.pipeline(transaction=False)
+        pipe = script_calls.pipeline(self.client)
         for source, per_target in sorted(applied.items()):
             self.queues[source].trim_handoffs(per_target, client=pipe)
         for queue, part in self._by_host_shard(downloads):
             queue.downloaded(part, client=pipe)
         for queue, part in self._by_host_shard(acks):
             queue.ack(part, client=pipe)
-        pipe.execute()
+        script_calls.execute(pipe)
         behind = {source for target, sources in handoffs.items() for source, sent in sources.items()
                   if applied.get(source, {}).get(target, 0) < sent[-1].seq}
         if behind:
@@ -179,11 +180,11 @@ class Frontier:
         """Every target's receive in one pipeline; source -> target -> the highest number
         it applied. A failure is logged and leaves the handoffs for the next delivery."""
         targets = sorted(handoffs)
-        pipe = self.client.pipeline(transaction=False)
+        pipe = script_calls.pipeline(self.client)
         for target in targets:
             self.queues[target].receive(handoffs[target], client=pipe)
         try:
-            replies = pipe.execute()
+            replies = script_calls.execute(pipe)
         except redis.RedisError as exc:
             logger.warning("Handoffs between shards wait for the next delivery: %s", exc)
             return {}

@@ -37,11 +37,10 @@ from importlib import resources
 from typing import Any, NamedTuple
 
 import redis
-from redis.cluster import ClusterPipeline
-from redis.commands.core import Script
 
 from hermit.dedup.bloom import BLOOM_LUA, RedisBloomFilter, fingerprint_hashes
 from hermit.keys import CrawlKeys
+from hermit.queue.script_calls import run_script
 from hermit.queue.shards import check_shards, crawl_shards, host_shard
 
 logger = logging.getLogger(__name__)
@@ -199,15 +198,6 @@ class _KeyList:
         return position + 1
 
 
-def _run(script: Script, keys: list[str], args: list[object], client: redis.Redis | None) -> Any:
-    """Call *script*, on *client* if given (a pipeline). A cluster pipeline refuses
-    EVALSHA (it can't load scripts on the node it sends to), so it gets the script's
-    text (EVAL; the server caches what it compiled)."""
-    if isinstance(client, ClusterPipeline):
-        return client.execute_command("EVAL", script.script, len(keys), *keys, *args)
-    return script(keys=keys, args=args, client=client)
-
-
 def parse_lease_value(value: bytes) -> tuple[int, str, bytes]:
     """(priority, host, entry) of a lease hash value ``'<priority> <host>\\n<entry>'``
     (``'~'`` first once its download is over)."""
@@ -342,7 +332,7 @@ class RedisRequestQueue:
                     key_list.index(k.handoff(target)), key_list.index(k.handoff_seq(target)),
                     request.entry, target,
                 ]
-        result = _run(self._push, key_list.keys, args, client)
+        result = run_script(self._push, key_list.keys, args, client)
         if client is not None and client is not self.client:
             return result  # a pipeline: the caller reads the outcome from execute()
         return [int(r) for r in result]
@@ -410,7 +400,7 @@ class RedisRequestQueue:
             k.leases(self.worker_id), k.stats, k.ready, k.host_waits, k.host_top, k.host_active,
             k.host_settings, k.host_backoff, k.host_backoff_until,
         ]
-        _run(self._ack, keys, args, client)
+        run_script(self._ack, keys, args, client)
 
     def add_items(self, items: Sequence[bytes], batch: int, client: redis.Redis | None = None) -> None:
         """Append *items* (JSON) to the crawl's stream unless batch number *batch* already landed.
@@ -420,7 +410,7 @@ class RedisRequestQueue:
         """
         if not items:
             return
-        _run(self._add_items, [self.keys.items, self.keys.flushed(self.worker_id)],
+        run_script(self._add_items, [self.keys.items, self.keys.flushed(self.worker_id)],
              [batch, FLUSH_MARKER_SECONDS, *items], client)
 
     def release(self, leases: Sequence[Lease] | None = None) -> int:
@@ -505,7 +495,7 @@ class RedisRequestQueue:
                     key_list.index(k.host_queue(handoff.host, handoff.priority)),
                     key_list.index(k.host_priorities(handoff.host)), handoff.entry,
                 ]
-        result = _run(self._receive, key_list.keys, args, client)
+        result = run_script(self._receive, key_list.keys, args, client)
         return result if client is not None else parse_received(result)
 
     def trim_handoffs(self, applied: Mapping[int, int], client: redis.Redis | None = None) -> Any:
@@ -514,7 +504,7 @@ class RedisRequestQueue:
         k = self.keys
         keys = [k.handoff_targets, k.queued_count, k.dead_letters, k.stats, *(k.handoff(target) for target in applied)]
         args: list[object] = [value for target, last in applied.items() for value in (target, last)]
-        result = _run(self._trim_handoff, keys, args, client)
+        result = run_script(self._trim_handoff, keys, args, client)
         return result if client is not None else int(result)
 
     def heartbeat(self, *, register: bool = True) -> tuple[int, int]:
