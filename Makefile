@@ -56,7 +56,7 @@ bench-quick:
 ## oldest, the Helm chart, and the images built and run with podman.
 test: test-newest test-oldest test-chart test-images test-kubernetes
 
-test-newest: venv prometheus-tools
+test-newest: venv prometheus-tools redis-tls-server
 	$(BIN)/python -m pytest
 
 test-oldest: $(VENV_OLDEST)/.installed
@@ -71,6 +71,25 @@ prometheus-tools:
 		|| { [ "$$(id -u)" -ne 0 ] && echo "warning: promtool/prometheus missing (apt-get install prometheus, as root)" >&2; } \
 		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
 			&& { systemctl disable --now prometheus >/dev/null 2>&1; true; }; }
+
+## A Redis server built with TLS for the TLS tests (hermit.testing.tls): Debian's
+## redis-tools (its redis-check-rdb is the server) and the two libraries it links,
+## unpacked into REDIS_TLS_DIR, outside the clone, as root: never installed, so the
+## other tests keep the server they find. redis-server-tls runs it with its libraries.
+REDIS_TLS_DIR ?= $(HOME)/.cache/hermit/redis-debian
+.PHONY: redis-tls-server
+redis-tls-server: $(REDIS_TLS_DIR)/redis-server-tls
+$(REDIS_TLS_DIR)/redis-server-tls:
+	rm -rf $(REDIS_TLS_DIR).part && mkdir -p $(REDIS_TLS_DIR).part && chmod 777 $(REDIS_TLS_DIR).part
+	cd $(REDIS_TLS_DIR).part && { apt-get download -q redis-tools libjemalloc2 liblzf1 \
+		|| { apt-get update -qq && apt-get download -q redis-tools libjemalloc2 liblzf1; }; } >/dev/null
+	for deb in $(REDIS_TLS_DIR).part/*.deb; do dpkg -x $$deb $(REDIS_TLS_DIR).part/root; done
+	ln -s redis-check-rdb $(REDIS_TLS_DIR).part/root/usr/bin/redis-server
+	rm -rf $(REDIS_TLS_DIR) && mv $(REDIS_TLS_DIR).part/root $(REDIS_TLS_DIR) && rm -rf $(REDIS_TLS_DIR).part
+	libs=$$(dirname $$(find $(REDIS_TLS_DIR) -name 'libjemalloc.so.2' | head -1)); \
+		printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$$@"\n' "$$libs" "$(REDIS_TLS_DIR)/usr/bin/redis-server" > $@.part
+	chmod +x $@.part && mv $@.part $@
+	$@ --version
 
 clean:
 	rm -rf $(VENV) $(VENV_OLDEST) $(K8S_VENV) .pytest_cache

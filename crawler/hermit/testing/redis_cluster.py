@@ -21,7 +21,7 @@ from urllib.parse import quote
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
-from hermit.redis_server import EmbeddedRedis, RedisServerError, free_loopback_port
+from hermit.redis_server import EmbeddedRedis, RedisServerError, ServerTls, free_loopback_port
 
 HOST = "127.0.0.1"
 SLOTS = 16384
@@ -64,7 +64,7 @@ class Node:
 
     def command(self, *args: Any) -> Any:
         """Run one command on this node alone, on a connection of its own (not cluster-aware)."""
-        with redis.Redis(host=HOST, port=self.port, socket_timeout=10, password=self.server.password) as client:
+        with redis.Redis(socket_timeout=10, **self.server.client_options()) as client:
             return client.execute_command(*args)
 
 
@@ -87,12 +87,15 @@ class LocalRedisCluster:
         data_dir: str | Path | None = None,
         binary: str | None = None,
         password: str | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         if masters < 1 or replicas < 0:
             raise ValueError("a cluster needs at least one master and no negative replica count")
         self.master_count = masters
         #: What every node asks clients (and replicas, of their masters) to authenticate with.
         self.password = password
+        #: TLS for clients, the cluster bus and replication alike (None: plain TCP).
+        self.tls = tls
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="hermit-cluster-")).absolute()
         self._replicas_at_kill: dict[str, list[Node]] = {}
@@ -109,8 +112,9 @@ class LocalRedisCluster:
             port, bus_port = new_port(), new_port()
             server = EmbeddedRedis(
                 port=port, data_dir=self.data_dir / f"node-{port}", appendonly=True,
-                appendfsync="everysec", binary=binary, password=password,
+                appendfsync="everysec", binary=binary, password=password, tls=tls,
                 extra_args=[*(["--masterauth", password] if password else []),
+                    *(["--tls-cluster", "yes", "--tls-replication", "yes"] if tls else []),
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", "nodes.conf",
                     "--cluster-port", str(bus_port),
@@ -161,8 +165,11 @@ class LocalRedisCluster:
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:<port>`` of the first current master."""
+        """``redis://127.0.0.1:<port>`` of the first current master (``rediss://``,
+        trusting the CA, with TLS)."""
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        if self.tls:
+            return f"rediss://{auth}{HOST}:{self.masters()[0].port}{self.tls.url_query()}"
         return f"redis://{auth}{HOST}:{self.masters()[0].port}"
 
     @property
@@ -182,6 +189,8 @@ class LocalRedisCluster:
     def client(self, **kwargs: Any) -> RedisCluster:
         """A cluster-aware redis-py client of this cluster; *kwargs* go to :class:`RedisCluster`."""
         kwargs.setdefault("password", self.password)
+        for name, value in (self.tls.client_options() if self.tls else {}).items():
+            kwargs.setdefault(name, value)
         return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in self.startup_nodes],
                             **kwargs)
 
