@@ -35,7 +35,7 @@ import orjson
 from scrapy import Request
 
 from hermit.queue.rebuild import build_request
-from hermit.queue.values import UnencodableValue, decode_value, encode_value, resolve_class
+from hermit.queue.values import SCALAR_TYPES, UnencodableValue, decode_value, encode_value, resolve_class
 
 if TYPE_CHECKING:
     from scrapy import Spider
@@ -183,7 +183,7 @@ def decode_request(entry: bytes, spider: Spider | None, priority: int = 0, codec
     if not isinstance(compact, dict) or not isinstance(compact.get("u"), str):
         raise UndecodableEntry("not a request object (no 'u' URL field)")
     try:
-        data = {_LONG_NAMES.get(k, k): decode(v, spider) for k, v in compact.items()}
+        data = {_LONG_NAMES.get(k, k): v if type(v) in SCALAR_TYPES else decode(v, spider) for k, v in compact.items()}
         data["priority"] = priority
         cls = Request
         if "_class" in data:

@@ -27,6 +27,7 @@ the caller reads first what it needs to name them.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
@@ -198,6 +199,21 @@ class _KeyList:
         return position + 1
 
 
+def parse_leases(reply: list[Any]) -> list[Lease]:
+    """The leases of a lease.lua reply, in the turns they were shared in: the first
+    of each host, then the second, ..."""
+    groups = []
+    i = 0
+    while i < len(reply):
+        host, priority, count = reply[i].decode(), int(reply[i + 1]), int(reply[i + 2])
+        pairs = reply[i + 3:i + 3 + 2 * count]
+        groups.append([Lease(pairs[j].decode(), priority, pairs[j + 1], host) for j in range(0, len(pairs), 2)])
+        i += 3 + 2 * count
+    if len(groups) == 1:
+        return groups[0]
+    return [lease for turn in itertools.zip_longest(*groups) for lease in turn if lease is not None]
+
+
 def parse_lease_value(value: bytes) -> tuple[int, str, bytes]:
     """(priority, host, entry) of a lease hash value ``'<priority> <host>\\n<entry>'``
     (``'~'`` first once its download is over)."""
@@ -365,11 +381,7 @@ class RedisRequestQueue:
             host, priority = picked[i].decode(), int(picked[i + 1])
             keys += [k.host_priorities(host), k.host_queue(host, priority)]
             args += [host, priority, p.delay_factor(), in_flight.get(host, 0)]
-        flat = self._lease(keys=keys, args=args)
-        leases = [
-            Lease(id=flat[i].decode(), priority=int(flat[i + 1]), host=flat[i + 2].decode(), entry=flat[i + 3])
-            for i in range(0, len(flat), 4)
-        ]
+        leases = parse_leases(self._lease(keys=keys, args=args))
         if leases:
             self.next_ready_seconds = 0.0
         return leases

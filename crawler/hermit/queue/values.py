@@ -85,13 +85,14 @@ class UndecodableValue(ValueError):
     """Queue data that is not a value this module writes (the message says why)."""
 
 
-_SCALARS = frozenset({str, int, float, bool, type(None)})
+#: Values JSON holds as they are: encoded and decoded as themselves.
+SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
 
 
 def encode_value(value: Any, path: str) -> Any:
     """*value* as JSON-ready data; *path* (``cb_kwargs['item']``) names it in errors."""
     kind = type(value)
-    if kind in _SCALARS:
+    if kind in SCALAR_TYPES:
         return value
     if kind is dict:
         return _encode_dict(value, path)
@@ -259,7 +260,7 @@ def decode_value(value: Any, spider: Spider | None = None) -> Any:
                 if decoder is None:
                     raise UndecodableValue(f"unknown tag {key!r}")
                 return decoder(inner, spider)
-        return {k: decode_value(v, spider) for k, v in value.items()}
+        return {k: v if type(v) in SCALAR_TYPES else decode_value(v, spider) for k, v in value.items()}
     return value
 
 

@@ -98,6 +98,20 @@ def test_a_429_backs_the_host_off_for_every_worker_and_a_good_answer_ends_it(red
     assert read_status(redis_client, KEYS).counters["backoff_recovered"] == 1
 
 
+def test_outcomes_in_one_ack_apply_in_their_order(redis_client):
+    # 'ok' is applied once per host and call, until another outcome says otherwise.
+    q = queue(redis_client)
+    q.ack([Ack("0", "a.example", "ok"), Ack("0", "a.example", "ok"), Ack("0", "a.example", "503"),
+           Ack("0", "b.example", "503"), Ack("0", "b.example", "ok"), Ack("0", "b.example", "ok")])
+    assert redis_client.hexists(KEYS.host_backoff, "a.example")  # the last word: 503
+    assert not redis_client.hexists(KEYS.host_backoff, "b.example")
+    counters = read_status(redis_client, KEYS).counters
+    assert counters["backoff:503"] == 2 and counters["backoff_recovered"] == 1
+    q.ack([Ack("0", "a.example", "ok"), Ack("0", "a.example", "503"), Ack("0", "a.example", "ok")])
+    assert not redis_client.hexists(KEYS.host_backoff, "a.example")
+    assert read_status(redis_client, KEYS).counters["backoff_recovered"] == 3
+
+
 def test_backoff_doubles_and_is_capped(redis_client):
     q = queue(redis_client, backoff_base_seconds=0.05, backoff_max_seconds=0.15)
     push(q, "down.example", 1)

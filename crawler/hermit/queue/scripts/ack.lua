@@ -21,6 +21,7 @@ local step = ARGV[4]
 local done = 0
 local touched = hosts_touched()
 local slots_freed = {}  -- host -> slots to free, applied once per host
+local answered = {}  -- hosts whose 'ok' was applied in this call
 for i = 5, #ARGV, 4 do
   local host = ARGV[i + 1]
   local value = redis.call('HGET', KEYS[1], ARGV[i])
@@ -37,7 +38,12 @@ for i = 5, #ARGV, 4 do
     end
     if step ~= 'downloaded' or not freed then done = done + 1 end
   end
-  hosts_outcome(H, host, ARGV[i + 2], ARGV[i + 3], now, base, longest)
+  local outcome = ARGV[i + 2]
+  if outcome ~= 'ok' or not answered[host] then
+    hosts_outcome(H, host, outcome, ARGV[i + 3], now, base, longest)
+  end
+  -- A host's 'ok' ends its backoff: once is enough until another outcome says otherwise.
+  if outcome == 'ok' then answered[host] = true elseif outcome ~= '' then answered[host] = nil end
 end
 for _, host in ipairs(touched.list) do
   hosts_release(H, host, slots_freed[host])

@@ -13,7 +13,9 @@
 -- A worker takes at most its share of a host's concurrency (the concurrency over the
 -- live workers, rounded up), so that a busy host's slots are spread over the fleet
 -- instead of going to whichever worker frees one first.
--- Returns a flat list: lease id, priority, host, entry, lease id, ...
+-- Returns, per host that gave requests: host, priority, count, then count pairs of
+-- lease id and entry. The requests were shared out in turns, one of each host
+-- (the first of every host, then the second, ...), ids numbered in that order.
 local H = {ready = KEYS[1], waits = KEYS[2], top = KEYS[3], active = KEYS[4],
   settings = KEYS[5], robots = KEYS[6], queued = KEYS[8], stats = KEYS[9], cache = {}}
 local now = hosts_now_ms()
@@ -74,13 +76,21 @@ local total = wanted - remaining
 local out = {}
 local last_id = total > 0 and redis.call('INCRBY', KEYS[12], total) or 0
 local next_id = last_id - total
-local lease_values = {}
 local popped = {}
+local groups = {}  -- per host in popped: its place in out (after host, priority, count)
 for n, p in ipairs(picked) do
-  if p.taken > 0 then popped[n] = redis.call('LPOP', p.list_key, p.taken) end
+  if p.taken > 0 then
+    popped[n] = redis.call('LPOP', p.list_key, p.taken)
+    out[#out + 1] = p.host
+    out[#out + 1] = p.priority
+    out[#out + 1] = #popped[n]
+    groups[n] = #out
+    for _ = 1, 2 * #popped[n] do out[#out + 1] = false end
+  end
 end
--- Hand the requests out in the same turns as they were shared (one host after the
--- other), so a worker starts them in that order too.
+-- Number the requests in the turns they were shared in (one host after the other),
+-- so a worker that starts them in that order starts them fairly.
+local lease_values = {}
 for turn = 1, wanted do
   local any = false
   for n, p in ipairs(picked) do
@@ -91,13 +101,15 @@ for turn = 1, wanted do
       local id = hosts_int(next_id)
       lease_values[#lease_values + 1] = id
       lease_values[#lease_values + 1] = p.priority .. ' ' .. p.host .. '\n' .. entry
-      out[#out + 1] = id
-      out[#out + 1] = p.priority
-      out[#out + 1] = p.host
-      out[#out + 1] = entry
+      out[groups[n] + 2 * turn - 1] = id
+      out[groups[n] + 2 * turn] = entry
     end
   end
   if not any then break end
+  if #lease_values >= 4000 then  -- unpack() takes a few thousand values at most
+    redis.call('HSET', KEYS[11], unpack(lease_values))
+    lease_values = {}
+  end
 end
 if #lease_values > 0 then redis.call('HSET', KEYS[11], unpack(lease_values)) end
 
