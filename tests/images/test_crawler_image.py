@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from imagelib import CHART, OPERATOR_IMAGE, REPO, podman
 from hermit.crawl_status import read_crawl_status
 from hermit.items_export import export_items
 from hermit.keys import CrawlKeys
+from tests.scrapy_project import write_scrapy_project
 
 #: How Kubernetes runs the container with the chart's security context.
 LOCKED_DOWN = [
@@ -123,10 +123,6 @@ def test_sigterm_drains_and_nothing_is_lost(crawler_image, container_names, redi
     assert len(urls) == len(set(urls))
 
 
-USER_SETTINGS = '''BOT_NAME = "books"
-SPIDER_MODULES = ["books.spiders"]
-ROBOTSTXT_OBEY = False
-'''
 USER_SPIDER = '''import scrapy
 
 
@@ -142,13 +138,8 @@ class TitlesSpider(scrapy.Spider):
 
 def test_two_line_user_dockerfile(crawler_image, container_names, redis_url, demo_site, tmp_path):
     """`FROM hermit-crawler` + `COPY myproject /app` is a working image of the user's spiders."""
-    project = tmp_path / "context" / "myproject"
-    (project / "books" / "spiders").mkdir(parents=True)
-    (project / "scrapy.cfg").write_text("[settings]\ndefault = books.settings\n")
-    (project / "books" / "__init__.py").write_text("")
-    (project / "books" / "settings.py").write_text(USER_SETTINGS)
-    (project / "books" / "spiders" / "__init__.py").write_text("")
-    (project / "books" / "spiders" / "titles.py").write_text(USER_SPIDER)
+    # The user's own project: nothing of Hermit in it.
+    write_scrapy_project(tmp_path / "context" / "myproject", "books", {"spiders/titles.py": USER_SPIDER}, addon=False)
     dockerfile = tmp_path / "context" / "Dockerfile"
     dockerfile.write_text(f"FROM {crawler_image}\nCOPY myproject /app\n")
     image = "localhost/hermit-test-user-project:latest"
@@ -189,8 +180,6 @@ def test_operator_image():
 def _kube_play_manifests(redis_url: str, site_url: str, tmp_path: Path) -> Path:
     """helm template with ci/podman-values.yaml, adapted by kube_play_adapt.py; its Secrets
     are created as podman secrets."""
-    import os
-
     helm = os.environ.get("HELM") or str(REPO / ".venv-k8s" / "helm-v4.1.4" / "helm")
     yaml_python = os.environ.get("K8S_PYTHON") or str(REPO / ".venv-k8s" / "bin" / "python")
     rendered = subprocess.run(

@@ -9,12 +9,7 @@ under the same settings, in the same run.
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import redis
 
@@ -48,58 +43,31 @@ class OrderSpider(scrapy.Spider):
 '''
 
 
-def make_project(root: Path, settings: str) -> Path:
-    (root / "order" / "spiders").mkdir(parents=True)
-    (root / "scrapy.cfg").write_text("[settings]\ndefault = order.settings\n")
-    (root / "order" / "__init__.py").write_text("")
-    (root / "order" / "spiders" / "__init__.py").write_text("")
-    (root / "order" / "spiders" / "order.py").write_text(SPIDER)
-    (root / "order" / "settings.py").write_text(
-        textwrap.dedent(
-            """
-            import os
-            BOT_NAME = "order"
-            SPIDER_MODULES = ["order.spiders"]
-            ROBOTSTXT_OBEY = False
-            LOG_LEVEL = "INFO"
-            ADDONS = {"hermit.addon.Addon": 0}
-            CONCURRENT_REQUESTS = 1
-            HERMIT_PREFETCH_REQUESTS = 1
-            HERMIT_IDLE_CLOSE_SECONDS = 1
-            if os.environ.get("PLAIN_SCRAPY"):
-                ADDONS = {}
-            """
-        )
-        + settings
-    )
-    return root
+MODULES = {"spiders/order.py": SPIDER}
+#: One request at a time, one prefetched: the items come in the order the worker took requests.
+ONE_AT_A_TIME = """
+CONCURRENT_REQUESTS = 1
+HERMIT_PREFETCH_REQUESTS = 1
+HERMIT_IDLE_CLOSE_SECONDS = 1
+"""
 
 
-def crawl_in_order(tmp_path: Path, redis_url: str, settings: str, *args: str, crawl: str = "order") -> list[dict]:
+def crawl_in_order(scrapy_project, redis_url: str, settings: str, *args: str, crawl: str = "order") -> list[dict]:
     """The items of a Hermit worker's crawl, in the order it scraped them."""
-    project = make_project(tmp_path / "proj", f'REDIS_URL = "{redis_url}"\nHERMIT_CRAWL = "{crawl}"\n' + settings)
-    proc = subprocess.run(
-        [sys.executable, "-m", "scrapy", "crawl", "order", *args],
-        cwd=project, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "'scheduler/dequeued/redis'" in proc.stderr
+    project = scrapy_project(crawl, MODULES, ONE_AT_A_TIME + f'REDIS_URL = "{redis_url}"\nHERMIT_CRAWL = "{crawl}"\n'
+                             + settings)
+    project.crawl("order", *args)
     client = redis.Redis.from_url(redis_url)
     entries = client.xrange(CrawlKeys(crawl).items)
     client.close()
     return [json.loads(fields[b"item"]) for _, fields in entries]
 
 
-def plain_scrapy_order(tmp_path: Path, settings: str, *args: str) -> list[dict]:
+def plain_scrapy_order(scrapy_project, settings: str, *args: str) -> list[dict]:
     """The same crawl with Scrapy's own scheduler (no Hermit), in scraping order."""
-    project = make_project(tmp_path / "plain", settings)
-    proc = subprocess.run(
-        [sys.executable, "-m", "scrapy", "crawl", "order", "-o", "items.jsonl", *args],
-        cwd=project, capture_output=True, text=True, timeout=300, env={**os.environ, "PLAIN_SCRAPY": "1"},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "'scheduler/dequeued/memory'" in proc.stderr
-    return [json.loads(line) for line in (project / "items.jsonl").read_text().splitlines()]
+    project = scrapy_project("plain", MODULES, ONE_AT_A_TIME + settings)
+    project.crawl("order", "-o", "items.jsonl", *args, plain=True)
+    return project.feed("items.jsonl")
 
 
 BREADTH_FIRST = 'DEPTH_PRIORITY = 1\nHERMIT_QUEUE_ORDER = "fifo"\nSCHEDULER_MEMORY_QUEUE = "scrapy.squeues.FifoMemoryQueue"\n'
@@ -113,8 +81,8 @@ def by_depth(items: list[dict]) -> dict[int, set[str]]:
     return levels
 
 
-def test_breadth_first_crawls_level_by_level_as_plain_scrapy_does(tmp_path, redis_url, demo_site):
-    items = crawl_in_order(tmp_path, redis_url, BREADTH_FIRST, "-a", f"url={demo_site.url}")
+def test_breadth_first_crawls_level_by_level_as_plain_scrapy_does(scrapy_project, redis_url, demo_site):
+    items = crawl_in_order(scrapy_project, redis_url, BREADTH_FIRST, "-a", f"url={demo_site.url}")
     depths = [item["depth"] for item in items]
     assert len(items) == demo_site.site.pages + 1  # every content page and the home page
     assert depths == sorted(depths), "a deeper page was fetched before a shallower one"
@@ -123,29 +91,29 @@ def test_breadth_first_crawls_level_by_level_as_plain_scrapy_does(tmp_path, redi
     # within a level: which parent's links come first depends on when callbacks run
     # (Scrapy 2.13 runs each callback's output in 10 ms slices, so under CPU load the
     # children of two pages interleave, in plain Scrapy too).
-    plain = plain_scrapy_order(tmp_path, BREADTH_FIRST, "-a", f"url={demo_site.url}")
+    plain = plain_scrapy_order(scrapy_project, BREADTH_FIRST, "-a", f"url={demo_site.url}")
     plain_depths = [item["depth"] for item in plain]
     assert plain_depths == sorted(plain_depths)
     assert by_depth(items) == by_depth(plain)
 
 
-def test_depth_first_goes_as_deep_as_plain_scrapy(tmp_path, redis_url, demo_site):
-    items = crawl_in_order(tmp_path, redis_url, DEPTH_FIRST, "-a", f"url={demo_site.url}")
+def test_depth_first_goes_as_deep_as_plain_scrapy(scrapy_project, redis_url, demo_site):
+    items = crawl_in_order(scrapy_project, redis_url, DEPTH_FIRST, "-a", f"url={demo_site.url}")
     assert len(items) == demo_site.site.pages + 1
     # Which page comes next depends on how far Scrapy got in parsing the previous
     # response when it fetches the next one (a matter of microseconds, and 2.19 parses
     # sooner than 2.13), so plain Scrapy's run is the reference for the depth profile
     # rather than for the exact order of sibling pages.
-    plain = plain_scrapy_order(tmp_path, DEPTH_FIRST, "-a", f"url={demo_site.url}")
+    plain = plain_scrapy_order(scrapy_project, DEPTH_FIRST, "-a", f"url={demo_site.url}")
     depths, plain_depths = [i["depth"] for i in items], [i["depth"] for i in plain]
     assert abs(max(depths) - max(plain_depths)) <= 2
     assert abs(sum(depths) - sum(plain_depths)) <= 0.25 * sum(plain_depths)
-    breadth_first = crawl_in_order(tmp_path / "bfs", redis_url, BREADTH_FIRST, "-a", f"url={demo_site.url}",
+    breadth_first = crawl_in_order(scrapy_project, redis_url, BREADTH_FIRST, "-a", f"url={demo_site.url}",
                                    crawl="bfs")
     assert depths != [item["depth"] for item in breadth_first]
 
 
-def test_request_priority_decides_the_order(tmp_path, redis_url, demo_site):
+def test_request_priority_decides_the_order(scrapy_project, redis_url, demo_site):
     from click.testing import CliRunner
 
     from hermit.cli import main
@@ -158,7 +126,7 @@ def test_request_priority_decides_the_order(tmp_path, redis_url, demo_site):
             "--url", f"{demo_site.url}p/{page}.html",
         ])
         assert result.exit_code == 0, result.output
-    items = crawl_in_order(tmp_path, redis_url, "", "-a", "follow=0")
+    items = crawl_in_order(scrapy_project, redis_url, "", "-a", "follow=0")
     assert [item["priority"] for item in items] == sorted(priorities, reverse=True)
     by_priority = dict(zip(priorities, pages))
     assert [item["url"] for item in items] == [

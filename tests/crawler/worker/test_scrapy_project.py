@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import redis
 
 from hermit.items_export import export_items
 from hermit.keys import CrawlKeys
+from tests.scrapy_project import ScrapyProject
 
 SPIDER = '''
 import scrapy
@@ -36,49 +34,28 @@ class ShopSpider(scrapy.Spider):
     def failed(self, failure):
         self.logger.info("failed: %s", failure.request.url)
 '''
-
-
-def make_project(root: Path, settings: str) -> Path:
-    (root / "shop" / "spiders").mkdir(parents=True)
-    (root / "scrapy.cfg").write_text("[settings]\ndefault = shop.settings\n")
-    (root / "shop" / "__init__.py").write_text("")
-    (root / "shop" / "spiders" / "__init__.py").write_text("")
-    (root / "shop" / "spiders" / "shop.py").write_text(SPIDER)
-    (root / "shop" / "settings.py").write_text(
-        textwrap.dedent(
-            """
-            BOT_NAME = "shop"
-            SPIDER_MODULES = ["shop.spiders"]
-            ROBOTSTXT_OBEY = False
-            LOG_LEVEL = "INFO"
-            """
-        )
-        + settings
-    )
-    return root
+MODULES = {"spiders/shop.py": SPIDER}
 
 
 def expected(site, url: str) -> set[str]:
     return {u for u in site.expected_urls(url) if "/calendar/" not in u}
 
 
-def run_scrapy(project: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scrapy", "crawl", "shop", "-a", f"url={url}", *extra],
-        cwd=project, capture_output=True, text=True, timeout=300,
-    )
+def run_scrapy(project: ScrapyProject, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return project.run("shop", "-a", f"url={url}", *extra)
 
 
-def test_addon_in_settings_makes_scrapy_crawl_a_hermit_worker(tmp_path, redis_url, demo_site):
-    project = make_project(
-        tmp_path / "proj",
+def test_addon_in_settings_makes_scrapy_crawl_a_hermit_worker(scrapy_project, tmp_path, redis_url, demo_site):
+    project = scrapy_project(
+        "shop", MODULES,
         f'ADDONS = {{"hermit.addon.Addon": 0}}\nREDIS_URL = "{redis_url}"\nHERMIT_IDLE_CLOSE_SECONDS = 1\n',
+        addon=False,
     )
     proc = run_scrapy(project, demo_site.url, "-o", "feed.jsonl")
     assert proc.returncode == 0, proc.stderr[-3000:]
     want = expected(demo_site.site, demo_site.url)
     # Scrapy's FEEDS keep working...
-    feed = [json.loads(line)["url"] for line in (project / "feed.jsonl").read_text().splitlines()]
+    feed = [item["url"] for item in project.feed("feed.jsonl")]
     assert set(feed) == want and len(feed) == len(want)
     # ...and every item is in the crawl's durable stream (crawl name = spider name).
     client = redis.Redis.from_url(redis_url)
@@ -94,18 +71,17 @@ def test_addon_in_settings_makes_scrapy_crawl_a_hermit_worker(tmp_path, redis_ur
     assert "'scheduler/dequeued/redis'" in proc.stderr
 
 
-def test_scrapy_redis_style_settings_work_without_the_addon(tmp_path, redis_url, demo_site):
-    project = make_project(
-        tmp_path / "proj",
-        textwrap.dedent(
-            f"""
-            SCHEDULER = "hermit.worker.scheduler.HermitScheduler"
-            ITEM_PIPELINES = {{"hermit.worker.items.RedisItemSink": 900}}
-            REDIS_URL = "{redis_url}"
-            HERMIT_CRAWL = "from-settings"
-            HERMIT_IDLE_CLOSE_SECONDS = 1
-            """
-        ),
+def test_scrapy_redis_style_settings_work_without_the_addon(scrapy_project, redis_url, demo_site):
+    project = scrapy_project(
+        "shop", MODULES,
+        f"""
+        SCHEDULER = "hermit.worker.scheduler.HermitScheduler"
+        ITEM_PIPELINES = {{"hermit.worker.items.RedisItemSink": 900}}
+        REDIS_URL = "{redis_url}"
+        HERMIT_CRAWL = "from-settings"
+        HERMIT_IDLE_CLOSE_SECONDS = 1
+        """,
+        addon=False,
     )
     proc = run_scrapy(project, demo_site.url)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -113,10 +89,11 @@ def test_scrapy_redis_style_settings_work_without_the_addon(tmp_path, redis_url,
     assert client.xlen(CrawlKeys("from-settings").items) == len(expected(demo_site.site, demo_site.url))
 
 
-def test_invalid_setting_is_a_clear_error(tmp_path, redis_url, demo_site):
-    project = make_project(
-        tmp_path / "proj",
+def test_invalid_setting_is_a_clear_error(scrapy_project, redis_url, demo_site):
+    project = scrapy_project(
+        "shop", MODULES,
         f'ADDONS = {{"hermit.addon.Addon": 0}}\nREDIS_URL = "{redis_url}"\nHERMIT_QUEUE_ORDER = "random"\n',
+        addon=False,
     )
     proc = run_scrapy(project, demo_site.url)
     assert "HERMIT_QUEUE_ORDER must be one of" in proc.stderr
