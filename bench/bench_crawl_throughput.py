@@ -1,10 +1,14 @@
 """Crawl throughput benchmark: Hermit, plain Scrapy and scrapy-redis crawl the same demo site.
 
-Five crawlers crawl the demo site (served in its own process on 127.0.0.1, one site
+Six crawlers crawl the demo site (served in its own process on 127.0.0.1, one site
 for the whole benchmark; ``slow_seconds=0.2``, ``huge_bytes=300_000``), in the same run:
 
 - ``plain Scrapy``: one ``scrapy crawl demo`` process with Scrapy's own in-memory
   scheduler and dupefilter;
+- ``2 plain Scrapy crawls at once``: two such processes started together, each
+  crawling the whole site on its own (pages/s: their pages summed). They share
+  nothing, so what two of them do over one is what this machine gives two crawler
+  processes: the ceiling for two workers of any shared-queue crawler;
 - ``Hermit, 1 worker`` and ``Hermit, 2 workers``: ``hermit worker demo`` processes on
   one crawl, with Hermit's defaults (items also go to the crawl's Redis stream,
   metrics and diagnostics endpoints on, bound to 127.0.0.1 on free ports) and
@@ -46,7 +50,8 @@ every other round; medians reported):
 
 - Pages/s: a ``Probe`` extension in every process records when its first and last
   responses arrived (``time.time()``, one clock) and the URL of every item. Pages/s =
-  distinct pages / (last response of any worker - first response of any worker), so
+  distinct pages (summed over the processes of independent crawls) / (last response
+  of any worker - first response of any worker), so
   process start-up and closing are left out. Start-up (launch -> first response) is
   reported apart.
 - Completeness: the items' URLs against the site's ground truth
@@ -302,10 +307,13 @@ class Variant:
     label: str
     kind: str  # "scrapy", "hermit" or "scrapy-redis"
     workers: int
+    #: Each process crawls the whole site on its own (pages/s: their pages summed).
+    independent: bool = False
 
 
 VARIANTS = (
     Variant("scrapy", "plain Scrapy", "scrapy", 1),
+    Variant("scrapy-2", "2 plain Scrapy crawls at once", "scrapy", 2, independent=True),
     Variant("hermit-1", "Hermit, 1 worker", "hermit", 1),
     Variant("hermit-2", "Hermit, 2 workers", "hermit", 2),
     Variant("scrapy-redis-1", "scrapy-redis, 1 worker", "scrapy-redis", 1),
@@ -481,10 +489,12 @@ def run_once(variant: Variant, round_: int, site: DemoSiteProcess, server: Embed
 
     workers = []
     items: list[str] = []
+    own_items: list[list[str]] = []  # per process
     for i, (probe, log) in enumerate(zip(probes, logs)):
         data = json.loads(probe.read_text()) if probe.exists() else None
         worker = {**exits[i], "exited_at": round(exits[i]["exited_at"] - launched, 3),
                   "probe_written": data is not None}
+        own_items.append(data["items"] if data is not None else [])
         if data is not None:
             items.extend(data["items"])
             worker.update(responses=data["responses"], items=len(data["items"]), reason=data["reason"],
@@ -500,6 +510,13 @@ def run_once(variant: Variant, round_: int, site: DemoSiteProcess, server: Embed
     fetched = distinct & expected
     missing = sorted(expected - distinct)
     unexpected = sorted(distinct - expected)
+    duplicates = len(items) - len(distinct)
+    pages = len(fetched)
+    if variant.independent:  # every process a whole crawl of its own: each must be complete
+        mine = [set(own) for own in own_items]
+        missing = sorted({url for own in mine for url in expected - own})
+        pages = sum(len(own & expected) for own in mine)
+        duplicates = sum(len(own) - len(set(own)) for own in own_items)
     start, end = (min(firsts), max(lasts)) if firsts else (launched, finished)
     window = max(1e-9, end - start)
     series = sampler.series
@@ -509,7 +526,6 @@ def run_once(variant: Variant, round_: int, site: DemoSiteProcess, server: Embed
     crawler_cpu_window = sum(value_at(series[n], end) - value_at(series[n], start) for n in worker_names)
     own = {name: cores_busy(series[name], start, end) for name in ("site", "redis", "bench")}
     machine = cores_busy(series["machine"], start, end)
-    pages = len(fetched)
     for worker in workers:  # absolute times -> seconds since launch
         for key in ("first_response", "last_response"):
             if worker.get(key):
@@ -521,7 +537,7 @@ def run_once(variant: Variant, round_: int, site: DemoSiteProcess, server: Embed
         "pages_expected": len(expected), "pages_fetched": pages, "complete": not missing,
         "missing": len(missing), "missing_examples": missing[:10],
         "unexpected": len(unexpected), "unexpected_examples": unexpected[:10],
-        "duplicate_items": len(items) - len(distinct),
+        "duplicate_items": duplicates,
         "exit_codes": [w["exit_code"] for w in workers], "timed_out": timed_out,
         "requests": sum(w.get("stats", {}).get("downloader/request_count", 0) for w in workers),
         "window_seconds": round(window, 3),
@@ -601,6 +617,10 @@ def summarize(runs: list[dict[str, Any]], cpus: int) -> dict[str, Any]:
             "bottleneck": bottleneck(cores, cpus),
         }
     base = summary.get("scrapy")
+    for one, two in (("scrapy", "scrapy-2"), ("hermit-1", "hermit-2"), ("scrapy-redis-1", "scrapy-redis-2")):
+        if one in summary and two in summary:
+            summary[two]["pages_per_second_vs_one"] = round(
+                summary[two]["pages_per_second"] / summary[one]["pages_per_second"], 3)
     for entry in summary.values():
         if base:
             entry["pages_per_second_vs_scrapy"] = round(entry["pages_per_second"] / base["pages_per_second"], 3)
@@ -695,6 +715,11 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
                       ratio(entry.get("crawler_cpu_per_page_vs_scrapy")),
                       f"{entry['crawler_cpu_ms_per_page_in_window']:.2f}", f"{entry['startup_seconds']:.2f}")
     console.print(table)
+    twos = {key: entry["pages_per_second_vs_one"] for key, entry in summary.items() if "pages_per_second_vs_one" in entry}
+    if twos:
+        console.print("Two processes over one: " + ", ".join(
+            f"{summary[key]['label']} {value:.2f}×" for key, value in twos.items())
+            + " (two plain crawls at once share nothing: what this machine gives two crawler processes).")
     table = Table(title="CPU between the first and the last response, in cores busy"
                         f" (machine: {report['machine']['cpus']} CPUs; medians)")
     for name in ("crawler", "crawler processes", "busiest worker", "demo site", "redis-server", "machine", "others",
