@@ -2,6 +2,12 @@
 
 It also knows which scrapes were answered, so a closing worker can wait for one last
 scrape that began after it stopped crawling (see ``HERMIT_METRICS_FINAL_SCRAPE_TIMEOUT_SECONDS``).
+
+``/healthz`` on the same port is what probes ask (the chart's startup, liveness and
+readiness probes, the image's HEALTHCHECK): 200 as long as the server answers. It
+renders no metric and reads no Redis, which ``/metrics`` does, so a probe costs the
+worker nothing, a slow Redis does not get a healthy worker restarted, and a probe is
+never mistaken for the last scrape a closing worker waits for.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from prometheus_client.registry import Collector
 from hermit.observability.http_server import HTTPRequest, HTTPResponse
 
 METRICS_PATH = "/metrics"
+HEALTH_PATH = "/healthz"
 
 
 class Registries(Collector):
@@ -30,7 +37,8 @@ class Registries(Collector):
 
 
 class MetricsApp:
-    """Answers ``GET /metrics`` with what *registry* collects; 404/405 otherwise."""
+    """Answers ``GET /metrics`` with what *registry* collects, ``GET /healthz`` with
+    ``ok`` (collecting nothing); 404/405 otherwise."""
 
     def __init__(self, registry: Collector) -> None:
         self.registry = registry
@@ -51,10 +59,13 @@ class MetricsApp:
             return self._last_answered > mark
 
     def __call__(self, request: HTTPRequest) -> HTTPResponse:
-        if request.path != METRICS_PATH:
-            return HTTPResponse(404, b"Not found: metrics are at /metrics\n", "text/plain; charset=utf-8")
+        if request.path not in (METRICS_PATH, HEALTH_PATH):
+            return HTTPResponse(404, f"Not found: metrics are at {METRICS_PATH}, health at {HEALTH_PATH}\n".encode(),
+                                "text/plain; charset=utf-8")
         if request.method != "GET":
             return HTTPResponse(405, b"Use GET\n", "text/plain; charset=utf-8", {"Allow": "GET"})
+        if request.path == HEALTH_PATH:
+            return HTTPResponse(200, b"ok\n", "text/plain; charset=utf-8")
         with self._lock:
             self._started = number = next(self._numbers)
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
