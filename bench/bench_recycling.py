@@ -4,8 +4,8 @@ Every crawl here is ``hermit crawl``'s local pool (``LocalCrawl``) of 3 workers 
 demo site (its own process on 127.0.0.1, a fresh one per crawl; ``slow_seconds=0.2``,
 ``huge_bytes=100_000``) and one embedded Redis started here (flushed between crawls). Four crawls, in this order:
 
-1. ``leaky, no budget``: a leaky spider (a Scrapy project written to a temp dir; it
-   keeps every response alive, so a worker's RSS only grows) crawls N_leaky pages.
+1. ``leaky, no budget``: the leaky spider (``hermit.demo.leaky_spider``; it keeps
+   every response alive, so a worker's RSS only grows) crawls N_leaky pages.
 2. ``leaky, budget``: the same crawl with ``memory_budget_bytes`` (default 150 MiB),
    the pool's defaults otherwise (one recycle at a time, none younger than 10 s).
 3. ``demo, steady``: the built-in ``demo`` spider (not leaky) crawls N_demo pages,
@@ -86,6 +86,7 @@ from benchlib import (
     wait_for_quiet,
     write_report,
 )
+from hermit.demo import leaky_spider
 from hermit.demo.process import DemoSiteProcess
 from hermit.keys import CrawlKeys
 from hermit.local.pool import WorkerPool
@@ -102,45 +103,13 @@ WATCH_SECONDS = 0.02
 LOG_FORMAT = "%(created).3f [%(name)s] %(levelname)s: %(message)s"
 SERIES_POINTS = 240  # per crawl, in the JSON
 
-LEAKY_SPIDER = '''
-import scrapy
-
-
-class LeakSpider(scrapy.Spider):
-    """Follows the demo site's content pages and never lets go of a response."""
-
-    name = "leak"
-    hoard = []
-
-    async def start(self):
-        yield scrapy.Request(self.url)
-
-    def parse(self, response):
-        self.hoard.append(response)  # the leak: the body and its parsed tree stay alive
-        yield {"url": response.url}
-        for href in response.css("a::attr(href)").getall():
-            url = response.urljoin(href).split("#")[0].split("?")[0]
-            if url.startswith(self.url + "p/"):
-                yield scrapy.Request(url)
-'''
-
-
-def write_leaky_project(root: Path) -> Path:
-    package = root / "leakbench"
-    (package / "spiders").mkdir(parents=True)
-    (root / "scrapy.cfg").write_text("[settings]\ndefault = leakbench.settings\n")
-    (package / "__init__.py").write_text("")
-    (package / "spiders" / "__init__.py").write_text("")
-    (package / "spiders" / "leak.py").write_text(LEAKY_SPIDER)
-    (package / "settings.py").write_text(
-        'BOT_NAME = "leakbench"\nSPIDER_MODULES = ["leakbench.spiders"]\nROBOTSTXT_OBEY = False\n'
-    )
-    return root
+#: Where the workers find the leaky spider (no Scrapy project needed).
+LEAKY_SETTINGS = {"SPIDER_MODULES": leaky_spider.__name__}
 
 
 @contextlib.contextmanager
 def working_directory(path: Path) -> Iterator[None]:
-    """Workers inherit the cwd: a Scrapy project's directory, or one without scrapy.cfg."""
+    """Workers inherit the cwd: one without scrapy.cfg, so no project's settings apply."""
     previous = os.getcwd()
     os.chdir(path)
     try:
@@ -363,7 +332,7 @@ class CrawlRun:
 
 def run_crawl(
     name: str, *, spider: str, pages: int, server: EmbeddedRedis, log_root: Path,
-    cwd: Path, budget_bytes: int | None = None,
+    cwd: Path, settings: dict[str, str] | None = None, budget_bytes: int | None = None,
     on_refresh: Callable[[Any, WorkerPool, Any, dict[int, int], Watcher], None] | None = None,
     console: Console, wait_quiet: float = 0.0, warm_spare: bool = True,
 ) -> CrawlRun:
@@ -382,8 +351,8 @@ def run_crawl(
     machine_before, own_before, started = machine_busy_seconds(), own_cpu_seconds(), time.monotonic()
     with DemoSiteProcess(pages=pages, slow_seconds=0.2, huge_bytes=100_000) as site:  # a fresh one per crawl
         run = _run_crawl(name, spider=spider, site=site, pages=pages, server=server, log_root=log_root, cwd=cwd,
-                         budget_bytes=budget_bytes, on_refresh=on_refresh, console=console,
-                         warm_spare=warm_spare)
+                         settings=settings or {}, budget_bytes=budget_bytes, on_refresh=on_refresh,
+                         console=console, warm_spare=warm_spare)
     machine_after, own_after, seconds = machine_busy_seconds(), own_cpu_seconds(), time.monotonic() - started
     capacity = seconds * (os.cpu_count() or 1)
     busy = machine_after - machine_before
@@ -398,8 +367,8 @@ def run_crawl(
 
 def _run_crawl(
     name: str, *, spider: str, site: DemoSiteProcess, pages: int, server: EmbeddedRedis, log_root: Path,
-    cwd: Path, budget_bytes: int | None, on_refresh: Callable[..., None] | None, console: Console,
-    warm_spare: bool = True,
+    cwd: Path, settings: dict[str, str], budget_bytes: int | None, on_refresh: Callable[..., None] | None,
+    console: Console, warm_spare: bool = True,
 ) -> CrawlRun:
     client = redis.Redis.from_url(server.url)
     client.execute_command("FLUSHALL", "SYNC")
@@ -409,7 +378,7 @@ def _run_crawl(
     options = LocalCrawlOptions(
         spider=spider, workers=WORKERS, redis_url=server.url, crawl=crawl_name, output=None, log_dir=log_dir,
         idle_close_seconds=2.0, spider_args={"url": site.url}, refresh_seconds=REFRESH_SECONDS,
-        settings={"LOG_FORMAT": LOG_FORMAT}, memory_budget_bytes=budget_bytes, warm_spare=warm_spare,
+        settings={"LOG_FORMAT": LOG_FORMAT, **settings}, memory_budget_bytes=budget_bytes, warm_spare=warm_spare,
     )
     refreshes: list[dict[str, Any]] = []
     crawl = LocalCrawl(options)
@@ -705,8 +674,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_root = (args.keep_logs or scratch / "logs").resolve()  # crawls run in other directories
         if args.keep_logs:
             shutil.rmtree(log_root, ignore_errors=True)
-        project = write_leaky_project(scratch / "project")
-        plain = scratch / "plain"  # no scrapy.cfg: the demo spider as `hermit crawl` runs it
+        plain = scratch / "plain"  # no scrapy.cfg: the spiders as `hermit crawl` runs them
         plain.mkdir()
         server = stack.enter_context(EmbeddedRedis())
         info = redis.Redis.from_url(server.url).info("server")
@@ -715,8 +683,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"{server_name} on {server.url}; {WORKERS} workers; measuring...")
         common = {"server": server, "log_root": log_root, "console": console, "wait_quiet": args.wait_quiet}
 
-        no_budget = run_crawl("leaky no budget", spider="leak", pages=leaky_pages, cwd=project, **common)
-        budget = run_crawl("leaky budget", spider="leak", pages=leaky_pages, cwd=project,
+        no_budget = run_crawl("leaky no budget", spider="leaky", pages=leaky_pages, cwd=plain,
+                              settings=LEAKY_SETTINGS, **common)
+        budget = run_crawl("leaky budget", spider="leaky", pages=leaky_pages, cwd=plain, settings=LEAKY_SETTINGS,
                            budget_bytes=budget_mib * MIB, **common)
         steady = run_crawl("demo steady", spider="demo", pages=demo_pages, cwd=plain, **common)
         rolling_state = RollingRecycle(start_at=demo_pages // 5)

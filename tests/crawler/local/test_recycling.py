@@ -12,46 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from hermit.demo import leaky_spider
 from hermit.demo.process import DemoSiteProcess
 from hermit.local.pool import WorkerPool
 from hermit.local.runner import LocalCrawl, LocalCrawlOptions
 from hermit.redis_server import EmbeddedRedis
 
 MiB = 2**20
-
-LEAKY_SPIDER = '''
-import scrapy
-
-
-class LeakySpider(scrapy.Spider):
-    """Keeps every response (and its parsed tree) alive, so its memory only grows."""
-
-    name = "leaky"
-    kept = []
-
-    async def start(self):
-        yield scrapy.Request(self.url)
-
-    def parse(self, response):
-        self.kept.append(response)
-        yield {"url": response.url}
-        for href in response.css("a::attr(href)").getall():
-            url = response.urljoin(href).split("#")[0].split("?")[0]
-            if url.startswith(self.url + "p/"):
-                yield scrapy.Request(url)
-'''
-
-
-def leaky_project(root: Path) -> Path:
-    (root / "leaky" / "spiders").mkdir(parents=True)
-    (root / "scrapy.cfg").write_text("[settings]\ndefault = leaky.settings\n")
-    (root / "leaky" / "__init__.py").write_text("")
-    (root / "leaky" / "spiders" / "__init__.py").write_text("")
-    (root / "leaky" / "spiders" / "leaky.py").write_text(LEAKY_SPIDER)
-    (root / "leaky" / "settings.py").write_text(
-        'BOT_NAME = "leaky"\nSPIDER_MODULES = ["leaky.spiders"]\nROBOTSTXT_OBEY = False\n'
-    )
-    return root
 
 
 def item_urls(path: Path) -> list[str]:
@@ -60,7 +27,7 @@ def item_urls(path: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_a_leaky_spider_crawls_20000_pages_under_a_budget_with_many_recycles(tmp_path, redis_url, monkeypatch):
-    monkeypatch.chdir(leaky_project(tmp_path / "proj"))  # workers find the project from here
+    monkeypatch.chdir(tmp_path)  # no Scrapy project here: the workers find the spider by SPIDER_MODULES
     draining_at_once: list[int] = []
 
     def on_refresh(status, pool, progress, rss):
@@ -70,7 +37,8 @@ def test_a_leaky_spider_crawls_20000_pages_under_a_budget_with_many_recycles(tmp
         options = LocalCrawlOptions(
             spider="leaky", workers=3, redis_url=redis_url, crawl="leaky", output=tmp_path / "items.jsonl",
             log_dir=tmp_path / "logs", idle_close_seconds=2.0, lease_timeout_seconds=10.0,
-            spider_args={"url": site.url}, refresh_seconds=0.2, settings={"LOG_LEVEL": "INFO"},
+            spider_args={"url": site.url}, refresh_seconds=0.2,
+            settings={"LOG_LEVEL": "INFO", "SPIDER_MODULES": leaky_spider.__name__},
             memory_budget_bytes=140 * MiB, max_concurrent_recycles=1, min_worker_age_seconds=3.0,
         )
         result = LocalCrawl(options, on_refresh=on_refresh).run()

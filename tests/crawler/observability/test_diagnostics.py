@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import socket
@@ -15,6 +16,7 @@ from scrapy.exceptions import NotConfigured
 from scrapy.utils.test import get_crawler
 
 from hermit.crawl_status import read_crawl_status
+from hermit.demo.leaky_spider import LeakySpider
 from hermit.keys import CrawlKeys
 from hermit.observability.diagnostics import DiagnosticsExtension
 from hermit.observability.endpoints import TOKEN_ENVIRONMENT_VARIABLE
@@ -23,26 +25,6 @@ from hermit.seeding import push_seeds
 from hermit.settings import DEFAULT_SETTINGS
 
 TOKEN = "leak-hunter"
-
-# The classic leak: every response is kept alive. (Keeping them in request.meta, as
-# Scrapy's docs warn, can't happen in a Hermit worker: such a request can't be queued
-# in Redis and is dropped as unserializable.)
-LEAKY_SPIDER = '''
-import scrapy
-
-
-class LeakySpider(scrapy.Spider):
-    name = "leaky"
-    kept = []
-
-    async def start(self):
-        return
-        yield
-
-    def parse(self, response):
-        self.kept.append(response)
-        yield {"url": response.url}
-'''
 
 
 def extension(**settings) -> DiagnosticsExtension:
@@ -104,11 +86,11 @@ def wait_for_metric(client, url: str, name: str, value: float, worker, timeout: 
 
 @pytest.mark.scrapy_versions  # a real crawl: also on the oldest supported Scrapy
 @pytest.mark.parametrize("demo_site", [400], indirect=True)
-def test_a_leaking_worker_shows_its_leak(tmp_path, redis_url, demo_site, start_worker, client):
-    spider = tmp_path / "leaky.py"
-    spider.write_text(LEAKY_SPIDER)
+def test_a_leaking_worker_shows_its_leak(redis_url, demo_site, start_worker, client):
+    # The leaky spider keeps every response alive; without a url argument it crawls
+    # only the requests pushed here.
     worker = start_worker(
-        "-m", "scrapy", "runspider", str(spider), "-s", 'ADDONS={"hermit.addon.Addon": 0}',
+        "-m", "scrapy", "runspider", inspect.getfile(LeakySpider), "-s", 'ADDONS={"hermit.addon.Addon": 0}',
         "-s", f"REDIS_URL={redis_url}", "-s", "HERMIT_METRICS_PORT=0", "-s", "HERMIT_DIAGNOSTICS_PORT=0",
         "-s", "CONCURRENT_REQUESTS=4", "-s", "LOG_LEVEL=INFO",
         env={TOKEN_ENVIRONMENT_VARIABLE: TOKEN},
