@@ -7,16 +7,44 @@ failover); any other gives a ``redis.Redis``. Both use hiredis when installed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final, TypedDict
 
 import redis
 from redis.cluster import RedisCluster
 
 
-def connect(url: str, *, socket_timeout: float = 5.0, connect_timeout: float = 2.0, **options: Any) -> redis.Redis:
+class Timeouts(TypedDict):
+    """How long a client waits, in seconds: for a reply, and to connect (keyword
+    arguments of :func:`connect`: ``connect(url, **COMMAND_TIMEOUTS)``)."""
+
+    socket_timeout: float
+    connect_timeout: float
+
+
+#: What :func:`connect` waits unless told otherwise.
+DEFAULT_TIMEOUTS: Final[Timeouts] = {"socket_timeout": 5.0, "connect_timeout": 2.0}
+#: A ``hermit`` command (status, seed, hosts, queue, items): someone waits for it.
+COMMAND_TIMEOUTS: Final[Timeouts] = {"socket_timeout": 10.0, "connect_timeout": 3.0}
+#: ``hermit dedup``: a migration adds a whole page of fingerprints (--batch-size) per call.
+DEDUP_COMMAND_TIMEOUTS: Final[Timeouts] = {"socket_timeout": 30.0, "connect_timeout": 3.0}
+#: The worker's check that its Redis answers, before the crawl starts.
+WORKER_PREFLIGHT_TIMEOUTS: Final[Timeouts] = {"socket_timeout": 10.0, "connect_timeout": 10.0}
+
+
+def worker_timeouts(socket_timeout: float) -> Timeouts:
+    """The crawling worker's clients (its scheduler, its crawl limits): replies within
+    *socket_timeout* (HERMIT_REDIS_SOCKET_TIMEOUT_SECONDS), connecting as by default."""
+    return {"socket_timeout": socket_timeout, "connect_timeout": DEFAULT_TIMEOUTS["connect_timeout"]}
+
+
+def connect(
+    url: str, *, socket_timeout: float = DEFAULT_TIMEOUTS["socket_timeout"],
+    connect_timeout: float = DEFAULT_TIMEOUTS["connect_timeout"], **options: Any,
+) -> redis.Redis:
     """A client of the Redis at *url*; raises ``redis.RedisError`` if it can't be reached.
 
-    *options* are redis-py connection options (``redis_connect_func``, ...).
+    Every Redis client of Hermit is made here. *options* are redis-py connection
+    options (``redis_connect_func``, ...).
     """
     timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": min(connect_timeout, socket_timeout)}
     client = redis.Redis.from_url(url, **timeouts, **options)

@@ -4,7 +4,9 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from hermit.redis_client import OnDemandClient, connect, is_cluster
+from hermit.redis_client import (
+    COMMAND_TIMEOUTS, DEFAULT_TIMEOUTS, OnDemandClient, connect, is_cluster, worker_timeouts,
+)
 from hermit.testing.redis_cluster import LocalRedisCluster
 
 
@@ -40,3 +42,15 @@ def test_an_on_demand_client_connects_at_its_first_use_and_again_after_a_failure
     reachable = OnDemandClient(redis_server.url)
     assert reachable.get() is reachable.get() and reachable.get().ping()
     reachable.close()
+
+
+def test_named_timeouts_reach_the_connections(redis_url):
+    def timeouts(client):
+        options = client.connection_pool.connection_kwargs
+        return options["socket_timeout"], options["socket_connect_timeout"]
+
+    assert timeouts(connect(redis_url)) == (5.0, 2.0) == tuple(DEFAULT_TIMEOUTS.values())
+    assert timeouts(connect(redis_url, **COMMAND_TIMEOUTS)) == (10.0, 3.0)
+    # The worker's socket timeout is a setting; connecting never waits longer than it.
+    assert timeouts(connect(redis_url, **worker_timeouts(30.0))) == (30.0, 2.0)
+    assert timeouts(connect(redis_url, **worker_timeouts(0.5))) == (0.5, 0.5)

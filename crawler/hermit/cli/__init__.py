@@ -6,6 +6,7 @@ import click
 
 from hermit import __version__
 from hermit.cli.crawl import crawl_command
+from hermit.cli.dedup import dedup_group
 from hermit.cli.demo_site import demo_site_command
 from hermit.cli.hosts import hosts_group
 from hermit.cli.items import items_group
@@ -13,7 +14,6 @@ from hermit.cli.queue import queue_group
 from hermit.cli.seed import seed_command
 from hermit.cli.status import status_command
 from hermit.cli.worker import worker_command
-from hermit.dedup.cli import dedup_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

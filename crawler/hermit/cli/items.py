@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import redis
 
+from hermit import redis_client
 from hermit.cli.options import connect, crawl_keys, crawl_option, prefix_option, redis_option
 from hermit.items_export import export_items
 
@@ -64,7 +65,7 @@ def _saved_crawl(path: Path) -> Iterator[tuple[redis.Redis, str]]:
     except RedisServerError as exc:
         raise click.ClickException(f"cannot start Redis on {state.redis_dir}: {exc}") from None
     try:
-        client = redis.Redis.from_url(server.url)
+        client = redis_client.connect(server.url, **redis_client.COMMAND_TIMEOUTS)
         yield client, saved.crawl
         client.close()
     finally:

@@ -13,8 +13,7 @@ from hermit.keys import CrawlKeys, validate_crawl_name
 from hermit.redis_url import redact_url
 from hermit.setting_spec import EnvironmentVariable
 
-#: The environment the ``hermit`` commands read: the envvar of the options below (and of
-#: ``hermit dedup``'s own copies of them, see :mod:`hermit.dedup.cli`).
+#: The environment the ``hermit`` commands read: the envvar of the options below.
 REDIS_URL_VARIABLE = EnvironmentVariable(
     "HERMIT_REDIS_URL", "`--redis` of the `hermit` commands",
     "`--redis` is needed, except by `hermit crawl` (which then starts an embedded Redis)",
@@ -51,10 +50,10 @@ def crawl_option(required: bool = True, default: str | None = None) -> Callable[
 prefix_option = click.option("--prefix", default="hermit", show_default=True, help="Key prefix.")
 
 
-def connect(redis_url: str) -> redis.Redis:
+def connect(redis_url: str, timeouts: redis_client.Timeouts = redis_client.COMMAND_TIMEOUTS) -> redis.Redis:
     """A client for *redis_url*, or one clear error if Redis can't be reached."""
     try:
-        client = redis_client.connect(redis_url, socket_timeout=10, connect_timeout=3)
+        client = redis_client.connect(redis_url, **timeouts)
         client.ping()
     except (redis.RedisError, ValueError) as exc:
         raise click.ClickException(f"cannot reach Redis at {redact_url(redis_url)}: {exc}") from None

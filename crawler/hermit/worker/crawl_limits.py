@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from scrapy import signals
 
-from hermit.redis_client import connect
+from hermit.redis_client import connect, worker_timeouts
 from hermit.settings import crawl_limits
 from hermit.worker import engine_hooks
 from hermit.worker.redis_health import RedisHealth
@@ -98,7 +98,7 @@ class CrawlLimits:
             return
         config = scheduler.config
         # A client of its own: the last counts are added after the scheduler has closed.
-        self.client = connect(config.redis_url, socket_timeout=config.redis_socket_timeout_seconds)
+        self.client = connect(config.redis_url, **worker_timeouts(config.redis_socket_timeout_seconds))
         self.keys = scheduler.keys
         self.health = RedisHealth(config.redis_retry_max_seconds)
         if not self.limited:

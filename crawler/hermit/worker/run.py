@@ -81,13 +81,13 @@ def check_redis_reachable(settings: Settings) -> str | None:
     """None if the configured Redis answers a PING, else the error to report."""
     import redis
 
-    from hermit.redis_client import connect
+    from hermit.redis_client import WORKER_PREFLIGHT_TIMEOUTS, connect
     from hermit.redis_url import redact_url
     from hermit.settings import DEFAULT_REDIS_URL
 
     url = settings.get("HERMIT_REDIS_URL") or settings.get("REDIS_URL") or DEFAULT_REDIS_URL
     try:
-        client = connect(url, socket_timeout=10, connect_timeout=10)
+        client = connect(url, **WORKER_PREFLIGHT_TIMEOUTS)
     except ValueError as exc:
         return f"invalid Redis URL {redact_url(url)}: {exc}"
     except redis.RedisError as exc:

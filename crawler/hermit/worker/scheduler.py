@@ -28,7 +28,7 @@ from hermit.queue.frontier import Frontier
 from hermit.queue.hosts import politeness_key
 from hermit.queue.redis_queue import Ack, Lease, QueuedRequest, read_status
 from hermit.queue.shards import open_shards
-from hermit.redis_client import connect
+from hermit.redis_client import connect, worker_timeouts
 from hermit.settings import WorkerConfig
 from hermit.worker import engine_hooks
 from hermit.worker.known_fingerprints import KnownFingerprints
@@ -141,7 +141,7 @@ class HermitScheduler(BaseScheduler):
         config = self.config
         try:
             self.client = connect(
-                config.redis_url, socket_timeout=config.redis_socket_timeout_seconds,
+                config.redis_url, **worker_timeouts(config.redis_socket_timeout_seconds),
                 redis_connect_func=self._connected,
             )
             self.client.ping()

@@ -1,10 +1,4 @@
-"""``hermit dedup``: migrate a scrapy-redis fingerprint SET, inspect the Bloom filter.
-
-The options mirror those of the other ``hermit`` commands (``--redis`` /
-``HERMIT_REDIS_URL``, ``--crawl`` / ``HERMIT_CRAWL``, ``--prefix``) but are defined
-here: ``hermit.cli`` imports this module, so importing ``hermit.cli.options`` from
-it would be circular.
-"""
+"""``hermit dedup``: migrate a scrapy-redis fingerprint SET, inspect the Bloom filter."""
 
 from __future__ import annotations
 
@@ -18,46 +12,20 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from hermit.cli.options import connect, crawl_keys, crawl_option, prefix_option, redis_option
 from hermit.dedup.bloom import BloomInfo, ShardedBloomFilter
 from hermit.dedup.migrate import MigrationResult, SourceKeyError, migrate_fingerprint_set
-from hermit.keys import CrawlKeys
 from hermit.queue.shards import crawl_shards
-from hermit.redis_client import connect
-from hermit.redis_url import redact_url
+from hermit.redis_client import DEDUP_COMMAND_TIMEOUTS
 
 logger = logging.getLogger(__name__)
 
 _DEFAULT_CAPACITY = 1_000_000  # as HERMIT_DEDUP_CAPACITY
 
 
-def _crawl_keys(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    try:
-        CrawlKeys(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    return value
-
-
 def _common_options(command):
-    command = click.option("--prefix", default="hermit", show_default=True, help="Key prefix.")(command)
-    command = click.option(
-        "--crawl", envvar="HERMIT_CRAWL", required=True, callback=_crawl_keys,
-        help="Crawl name (every key is hermit:{CRAWL}:...; env HERMIT_CRAWL).",
-    )(command)
-    return click.option(
-        "--redis", "redis_url", envvar="HERMIT_REDIS_URL", required=True,
-        help="Redis URL, e.g. redis://:password@host:6379/0 (env HERMIT_REDIS_URL).",
-    )(command)
-
-
-def _connect(redis_url: str) -> redis.Redis:
-    """A client for *redis_url*, or one clear error if Redis can't be reached."""
-    try:
-        client = connect(redis_url, socket_timeout=30, connect_timeout=3)
-        client.ping()
-    except (redis.RedisError, ValueError) as exc:
-        raise click.ClickException(f"cannot reach Redis at {redact_url(redis_url)}: {exc}") from None
-    return client
+    """``--redis``, ``--crawl`` and ``--prefix``, as the other ``hermit`` commands have them."""
+    return redis_option()(crawl_option()(prefix_option(command)))
 
 
 @click.group(name="dedup")
@@ -89,14 +57,14 @@ def migrate_command(
     An existing filter keeps its sizing; --capacity and --error-ratio only apply
     when the migration creates it.
     """
-    client = _connect(redis_url)
+    client = connect(redis_url, DEDUP_COMMAND_TIMEOUTS)
     try:
         key_type = client.type(source_key).decode()
         if key_type != "set":
             reason = "does not exist" if key_type == "none" else f"is a {key_type}, not a SET"
             raise click.ClickException(f"{source_key!r} {reason}")
         total = client.scard(source_key)
-        keys = CrawlKeys(crawl, prefix)
+        keys = crawl_keys(crawl, prefix)
         bloom = ShardedBloomFilter(
             client, keys, crawl_shards(client, keys), capacity=capacity or max(_DEFAULT_CAPACITY, total),
             error_ratio=error_ratio,
@@ -161,8 +129,8 @@ def _format_info(crawl: str, info: BloomInfo, memory_bytes: int) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info_command(redis_url: str, crawl: str, prefix: str, as_json: bool) -> None:
     """Show the filter's layers, fill and estimated false-positive ratio."""
-    client = _connect(redis_url)
-    keys = CrawlKeys(crawl, prefix)
+    client = connect(redis_url, DEDUP_COMMAND_TIMEOUTS)
+    keys = crawl_keys(crawl, prefix)
     try:
         bloom = ShardedBloomFilter(client, keys, crawl_shards(client, keys))
         info = bloom.info()

@@ -8,7 +8,7 @@ import json
 from click.testing import CliRunner
 
 from hermit.dedup.bloom import RedisBloomFilter
-from hermit.dedup.cli import dedup_group
+from hermit.cli.dedup import dedup_group
 from hermit.keys import CrawlKeys
 from hermit.queue.frontier import Frontier
 from hermit.queue.redis_queue import QueuedRequest
