@@ -49,6 +49,16 @@ def workloads(docs: list[dict]) -> list[dict]:
     return [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job", "Pod")]
 
 
+def worker_health_path() -> str:
+    """HEALTH_PATH of crawler/hermit/observability/metrics_app.py (what the probes ask), read without importing Hermit."""
+    tree = ast.parse((REPO / "crawler" / "hermit" / "observability" / "metrics_app.py").read_text())
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id == "HEALTH_PATH"):
+            return ast.literal_eval(node.value)
+    raise AssertionError("HEALTH_PATH not found in crawler/hermit/observability/metrics_app.py")
+
+
 def default_settings() -> dict[str, object]:
     """DEFAULT_SETTINGS of crawler/hermit/settings.py, read without importing Hermit."""
     tree = ast.parse((REPO / "crawler" / "hermit" / "settings.py").read_text())

@@ -48,6 +48,14 @@ CASES = {
     "keda threshold of zero": (
         ["autoscaling.keda.prometheus.threshold=0"], "at '/autoscaling/keda/prometheus/threshold'"),
     "both monitors": (["metrics.serviceMonitor.enabled=true", "metrics.podMonitor.enabled=true"], "not both"),
+    "scrape timeout that is no duration": (
+        ["metrics.serviceMonitor.scrapeTimeout=10"], "at '/metrics/serviceMonitor/scrapeTimeout'"),
+    "UID below zero": (["crawler.podSecurityContext.runAsUser=-1"], "at '/crawler/podSecurityContext/runAsUser'"),
+    # The operator's Role would be bound to the namespace's default ServiceAccount.
+    "operator ServiceAccount neither created nor named": (
+        ["operator.serviceAccount.create=false"], "operator.serviceAccount.name: set it to an existing ServiceAccount"),
+    "ServiceAccount name that is no Kubernetes name": (
+        ["crawler.serviceAccount.name=Crawler_SA"], "at '/crawler/serviceAccount/name'"),
     "string where a number goes": (["crawler.leaseTimeoutSeconds=soon"], "at '/crawler/leaseTimeoutSeconds': got string, want number"),
 }
 

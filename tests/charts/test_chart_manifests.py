@@ -8,7 +8,9 @@ import warnings
 from pathlib import Path
 
 import pytest
-from chartlib import CHART, CI_VALUES, NAMESPACE, RELEASE, REPO, default_settings, pod_spec, workloads
+from chartlib import (
+    CHART, CI_VALUES, NAMESPACE, RELEASE, REPO, default_settings, pod_spec, worker_health_path, workloads,
+)
 
 VALUES = {path.name: path for path in CI_VALUES}
 RENDERABLE = CI_VALUES
@@ -232,8 +234,17 @@ def test_probes(render):
     container = crawler_container(render())
     metrics_port = int(settings_args(container)["HERMIT_METRICS_PORT"])
     assert container["ports"] == [{"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"}]
+    # The worker's cheap health path, not /metrics (which renders every family and reads Redis).
+    assert worker_health_path() == "/healthz"
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}, probe
+        assert container[probe]["httpGet"] == {"path": worker_health_path(), "port": "metrics"}, probe
+    assert (container["startupProbe"]["periodSeconds"], container["livenessProbe"]["failureThreshold"],
+            container["readinessProbe"]["timeoutSeconds"]) == (5, 6, 3)
+    only_liveness = crawler_container(render(set=["crawler.startupProbe.enabled=false",
+                                                  "crawler.readinessProbe.enabled=false",
+                                                  "crawler.livenessProbe.periodSeconds=7"]))
+    assert {"startupProbe", "readinessProbe"}.isdisjoint(only_liveness)
+    assert only_liveness["livenessProbe"]["periodSeconds"] == 7
     assert not {"startupProbe", "livenessProbe", "readinessProbe"} & set(crawler_container(render(VALUES["minimal-values.yaml"])))
     redis = pod_spec(render().one("StatefulSet", "-redis"))["containers"][0]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
@@ -443,8 +454,29 @@ def test_metrics_services_and_monitors(render):
 def test_service_monitor(render):
     monitor = render(set=["metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom"]).one("ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prom"
-    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s", "honorLabels": False}]
     assert monitor["spec"]["selector"]["matchExpressions"][0]["values"] == ["crawler", "operator"]
+
+
+#: Relabelings users add: a `cluster` label on every target, and a family dropped.
+RELABELINGS = [{"targetLabel": "cluster", "replacement": "eu-1", "action": "replace"}]
+METRIC_RELABELINGS = [{"sourceLabels": ["__name__"], "regex": "hermit_live_objects.*", "action": "drop"}]
+
+
+@pytest.mark.parametrize("monitor", ["serviceMonitor", "podMonitor"])
+def test_monitors_take_a_scrape_timeout_and_relabelings(render, tmp_path, monitor):
+    import yaml
+
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"metrics": {monitor: {
+        "enabled": True, "interval": "60s", "scrapeTimeout": "20s",
+        "relabelings": RELABELINGS, "metricRelabelings": METRIC_RELABELINGS}}}))
+    kind = monitor[0].upper() + monitor[1:]
+    endpoints = render(values).one(kind)["spec"]["endpoints" if kind == "ServiceMonitor" else "podMetricsEndpoints"]
+    assert len(endpoints) == 1
+    assert endpoints[0]["interval"] == "60s" and endpoints[0]["scrapeTimeout"] == "20s"
+    assert endpoints[0]["relabelings"] == RELABELINGS
+    assert endpoints[0]["metricRelabelings"] == METRIC_RELABELINGS
 
 
 def test_prometheus_rules_are_the_copies_of_monitoring(render):

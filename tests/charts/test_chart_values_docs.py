@@ -12,7 +12,8 @@ from chartlib import CHART
 #: and typed as a whole.
 OPAQUE = re.compile(r"(^|\.)(resources|settings|spiderArguments|extraEnv|commonLabels|commonAnnotations|"
                     r"podAnnotations|podLabels|nodeSelector|tolerations|affinity|topologySpreadConstraints|"
-                    r"labels|metricsFrom|imagePullSecrets|accessModes)$")
+                    r"labels|metricsFrom|imagePullSecrets|accessModes|annotations|podSecurityContext|"
+                    r"containerSecurityContext|relabelings|metricRelabelings)$")
 
 
 #: Removed values the schema still accepts, only so that hermit.validateValues refuses

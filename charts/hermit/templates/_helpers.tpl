@@ -199,27 +199,50 @@ $(REDIS_PASSWORD) because it is defined first.
 {{- if or .Values.autoscaling.keda.enabled .Values.autoscaling.hpa.enabled -}}true{{- end -}}
 {{- end -}}
 
-{{/* Pod-level security context shared by Hermit's pods (the image's non-root user). */}}
-{{- define "hermit.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-fsGroup: 10001
-seccompProfile:
-  type: RuntimeDefault
+{{/*
+securityContext from a podSecurityContext or containerSecurityContext value; nothing
+when that value is null or empty. Call with the value (inside a `with`, then nindent).
+*/}}
+{{- define "hermit.securityContext" -}}
+{{- with . -}}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end -}}
 {{- end -}}
 
-{{/* Container-level security context shared by every container of the chart. */}}
-{{- define "hermit.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-privileged: false
-readOnlyRootFilesystem: true
-runAsNonRoot: true
-capabilities:
-  drop:
-    - ALL
-seccompProfile:
-  type: RuntimeDefault
+{{/*
+The ServiceAccount a component runs as. Call with (dict "serviceAccount" .Values.crawler.serviceAccount
+"created" <the name the chart gives the one it creates>).
+*/}}
+{{- define "hermit.serviceAccountName" -}}
+{{- if .serviceAccount.create -}}
+{{- .serviceAccount.name | default .created -}}
+{{- else -}}
+{{- .serviceAccount.name | default "default" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hermit.crawlerServiceAccountName" -}}
+{{- include "hermit.serviceAccountName" (dict "serviceAccount" .Values.crawler.serviceAccount "created" (include "hermit.crawlerName" .)) -}}
+{{- end -}}
+{{- define "hermit.operatorServiceAccountName" -}}
+{{- include "hermit.serviceAccountName" (dict "serviceAccount" .Values.operator.serviceAccount "created" (include "hermit.operatorName" .)) -}}
+{{- end -}}
+
+{{/*
+A worker probe: GET /healthz on the metrics port, which answers without rendering
+metrics or reading Redis (crawler/hermit/observability/metrics_app.py). Nothing when
+the probe is disabled. Call with one of .Values.crawler.{startup,liveness,readiness}Probe.
+*/}}
+{{- define "hermit.crawlerProbe" -}}
+{{- if .enabled -}}
+httpGet:
+  path: /healthz
+  port: metrics
+periodSeconds: {{ .periodSeconds }}
+timeoutSeconds: {{ .timeoutSeconds }}
+failureThreshold: {{ .failureThreshold }}
+{{- end -}}
 {{- end -}}
 
 {{- define "hermit.imagePullSecrets" -}}

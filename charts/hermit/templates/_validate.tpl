@@ -59,6 +59,11 @@ message; all of them are reported at once, then rendering fails.
 {{- end -}}
 {{- end -}}
 
+{{- /* The operator's Role is bound to its ServiceAccount: never to the namespace's default one. */ -}}
+{{- if and $v.operator.enabled (not $v.operator.serviceAccount.create) (not $v.operator.serviceAccount.name) -}}
+{{- $messages = append $messages "operator.serviceAccount.name: set it to an existing ServiceAccount when operator.serviceAccount.create is false (the chart binds the operator's Role to it; bound to the namespace's default ServiceAccount, every pod there could evict pods)" -}}
+{{- end -}}
+
 {{- /* Autoscaling. */ -}}
 {{- if and $v.autoscaling.keda.enabled $v.autoscaling.hpa.enabled -}}
 {{- $messages = append $messages "autoscaling: enable autoscaling.keda or autoscaling.hpa, not both (they would fight over the replica count)" -}}
