@@ -264,7 +264,8 @@ def spread(target: Target, requests: list[QueuedRequest]) -> dict[str, Any]:
 
 
 def shard_tag_key(crawl: str, shard: int) -> str:
-    return CrawlKeys(crawl).shard(shard).queued_count
+    """A key of *shard* of a new crawl (its tags spread over the slots)."""
+    return CrawlKeys(crawl, spread_shards=True).shard(shard).queued_count
 
 
 def master_of_slot(slot: int, masters: int) -> int:

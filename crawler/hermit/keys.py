@@ -2,7 +2,8 @@
 
 Every key carries a Redis Cluster hash tag: the crawl name (``hermit:{crawl}:...``)
 for the crawl's first shard and for what the crawl has once (its layout, its items),
-``{crawl~i}`` for its shard i > 0 (``~`` can't occur in a crawl name). A shard is a
+``{crawl~i}`` for its shard i > 0 (``~`` can't occur in a crawl name), or, in a crawl
+whose layout spreads its shards (:func:`spread_tag`), ``{crawl~i.s}``. A shard is a
 whole frontier and Bloom filter of its own on one cluster slot, so every script
 stays atomic, and several crawls can share one Redis or one cluster
 (:mod:`hermit.queue.shards` says what goes where).
@@ -10,8 +11,11 @@ stays atomic, and several crawls can share one Redis or one cluster
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 _CRAWL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -36,6 +40,9 @@ class CrawlKeys:
     prefix: str = "hermit"
     #: Which shard of the crawl these keys name (0: the first, whose tag is the crawl name).
     shard_index: int = 0
+    #: Whether the crawl's shards > 0 have tags spread over the cluster's slots
+    #: (:func:`spread_tag`; its layout says so) or the plain ``{crawl~i}`` of crawls before.
+    spread_shards: bool = False
 
     def __post_init__(self) -> None:
         validate_crawl_name(self.crawl)
@@ -45,12 +52,17 @@ class CrawlKeys:
     @property
     def base(self) -> str:
         """The common part: ``<prefix>:{<crawl>}``, or ``<prefix>:{<crawl>~<i>}`` for shard i > 0."""
-        tag = self.crawl if self.shard_index == 0 else f"{self.crawl}~{self.shard_index}"
+        if self.shard_index == 0:
+            tag = self.crawl
+        elif self.spread_shards:
+            tag = spread_tag(self.crawl, self.shard_index)
+        else:
+            tag = f"{self.crawl}~{self.shard_index}"
         return f"{self.prefix}:{{{tag}}}"
 
     def shard(self, index: int) -> CrawlKeys:
         """The keys of shard *index* of this crawl."""
-        return CrawlKeys(self.crawl, self.prefix, index)
+        return CrawlKeys(self.crawl, self.prefix, index, self.spread_shards)
 
     @property
     def layout(self) -> str:
@@ -205,3 +217,27 @@ class CrawlKeys:
         # Braces are literal in glob patterns; only the crawl name needs escaping.
         escaped = re.sub(r"([*?\[\]\\])", r"\\\1", self.crawl)
         return f"{self.prefix}:{{{escaped}}}:*", f"{self.prefix}:{{{escaped}~*}}:*"
+
+
+@functools.lru_cache(maxsize=4096)
+def spread_tag(crawl: str, index: int) -> str:
+    """The hash tag of shard *index* > 0 of a crawl whose shards are spread:
+    ``crawl~index.s``, the first ``s`` whose slot lies at the start of shard *index*'s
+    part of the slot space, counted from shard 0's slot (its tag is the crawl name).
+    The parts follow the bit-reversed shard numbers (shard 1 half-way round, 2 and
+    3 at a quarter and three quarters, ...), so the first N shards, whatever N, sit
+    at nearly even distances round the 16,384 slots; a cluster whose masters hold
+    equal runs of slots (as ``redis-cli --cluster create`` makes them) then gets
+    nearly equal numbers of shards, where plain tags fall where their hash puts
+    them. Computed once per process; every client computes the same."""
+    level = index.bit_length()  # shards 2**(level-1) .. 2**level - 1 share a level
+    reversed_index = int(f"{index:0{level}b}"[::-1], 2)
+    width = REDIS_CLUSTER_HASH_SLOTS >> level  # the parts of this level, one per shard
+    low = key_slot(f"{{{crawl}}}".encode()) + reversed_index * width
+    # Near the start of its part (its first half, at most 512 slots: 1/32 of them),
+    # so that even the first shards keep their distances; 16 slots at least.
+    window = max(min(width // 2, 512), 16)
+    salt = 0
+    while (key_slot(f"{{{crawl}~{index}.{salt}}}".encode()) - low) % REDIS_CLUSTER_HASH_SLOTS >= window:
+        salt += 1
+    return f"{crawl}~{index}.{salt}"

@@ -36,6 +36,7 @@ from importlib import resources
 import redis
 
 from hermit.keys import CrawlKeys
+from hermit.queue.shards import layout_keys
 
 logger = logging.getLogger(__name__)
 
@@ -442,6 +443,7 @@ class ShardedBloomFilter:
     def __init__(self, client: redis.Redis, keys: CrawlKeys, shards: int, *, capacity: int = 1_000_000,
                  **sizing: object) -> None:
         self.shards = shards
+        keys = layout_keys(client, keys) if shards > 1 else keys
         self.filters = [
             RedisBloomFilter(client, keys.shard(i), capacity=math.ceil(capacity / shards), **sizing)
             for i in range(shards)

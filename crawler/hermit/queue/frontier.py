@@ -28,7 +28,7 @@ from hermit.queue.redis_queue import (
     read_status,
 )
 from hermit.queue import script_calls
-from hermit.queue.shards import check_shards, host_shard
+from hermit.queue.shards import check_shards, host_shard, layout_keys
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +54,9 @@ class Frontier:
         **queue_options: Any,
     ) -> None:
         self.client = client
-        self.keys = keys
-        self.worker_id = worker_id
         self.shards = check_shards(shards)
+        self.keys = keys = layout_keys(client, keys) if shards > 1 else keys
+        self.worker_id = worker_id
         bloom = bloom or BloomSettings()
         if shards > 1:
             bloom = dataclasses.replace(bloom, capacity=math.ceil(bloom.capacity / shards))

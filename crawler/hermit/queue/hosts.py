@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from scrapy.utils.httpobj import urlparse_cached
 
 from hermit.keys import CrawlKeys
-from hermit.queue.shards import crawl_shards, host_shard
+from hermit.queue.shards import crawl_shards, host_shard, layout_keys
 
 if TYPE_CHECKING:
     import redis
@@ -75,8 +75,8 @@ class HostControl:
 
     def __init__(self, client: redis.Redis, keys: CrawlKeys) -> None:
         self.client = client
-        self.keys = keys
         self.shards = crawl_shards(client, keys)
+        self.keys = layout_keys(client, keys) if self.shards > 1 else keys
         scripts = resources.files("hermit.queue").joinpath("scripts")
         self._set = client.register_script(
             scripts.joinpath("hosts.lua").read_text() + "\n" + scripts.joinpath("host_settings.lua").read_text()

@@ -42,7 +42,7 @@ import redis
 from hermit.dedup.bloom import BLOOM_LUA, RedisBloomFilter, fingerprint_hashes
 from hermit.keys import CrawlKeys
 from hermit.queue.script_calls import run_script
-from hermit.queue.shards import check_shards, crawl_shards, host_shard
+from hermit.queue.shards import check_shards, crawl_shards, host_shard, shard_keys
 
 logger = logging.getLogger(__name__)
 
@@ -572,7 +572,7 @@ def read_status(client: redis.Redis, keys: CrawlKeys, default_concurrency: int =
     *default_concurrency* is the per-host limit of hosts that set none, for
     :attr:`QueueStatus.schedulable`.
     """
-    shards = [keys.shard(i) for i in range(crawl_shards(client, keys))]
+    shards = shard_keys(client, keys)
     seconds, micros = client.time()
     now_ms = seconds * 1000 + micros // 1000
     pipe = client.pipeline(transaction=False)

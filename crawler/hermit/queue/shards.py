@@ -26,6 +26,7 @@ queued once, and the source forgets handoffs only once applied
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 
 import redis
@@ -55,19 +56,31 @@ def host_shard(host: str, shards: int) -> int:
     return zlib.crc32(host.encode()) % shards
 
 
+#: The layout's ``tags`` of a crawl whose shards' tags are spread over the slots
+#: (:func:`hermit.keys.spread_tag`); crawls made before it have plain ``{crawl~i}`` tags.
+SPREAD_TAGS = "spread"
+
+# A new crawl's layout, both fields at once, unless a first writer made one already.
+_CREATE_LAYOUT = """
+if redis.call('HEXISTS', KEYS[1], 'shards') == 0 then
+  redis.call('HSET', KEYS[1], 'shards', ARGV[1], 'tags', ARGV[2])
+end
+"""
+
+
 def crawl_shards(client: redis.Redis, keys: CrawlKeys, wanted: int | None = None) -> int:
     """The number of shards of the crawl *keys*.
 
-    A crawl that has no layout yet gets *wanted* shards (first writer wins: workers
-    starting together agree) — unless it already has keys of its own, made before
-    shards, which keep their one shard. With *wanted* None, a crawl without a layout
-    has one shard and nothing is written.
+    A crawl that has no layout yet gets *wanted* shards, their tags spread over the
+    slots (first writer wins: workers starting together agree) — unless it already
+    has keys of its own, made before shards, which keep their one shard. With
+    *wanted* None, a crawl without a layout has one shard and nothing is written.
     """
     recorded = client.hget(keys.layout, "shards")
     if recorded is None and wanted is not None and wanted > 1:
         if client.exists(keys.queued_count, keys.stats, keys.bloom_meta):
             wanted = 1  # a crawl from before shards: its keys are shard 0's
-        client.hsetnx(keys.layout, "shards", check_shards(wanted))
+        client.eval(_CREATE_LAYOUT, 1, keys.layout, check_shards(wanted), SPREAD_TAGS)
         recorded = client.hget(keys.layout, "shards")
     if recorded is None:
         return 1
@@ -75,6 +88,18 @@ def crawl_shards(client: redis.Redis, keys: CrawlKeys, wanted: int | None = None
         return check_shards(int(recorded))
     except ValueError as exc:
         raise ValueError(f"crawl {keys.crawl!r} has an unreadable layout ({keys.layout}): {exc}") from None
+
+
+def layout_keys(client: redis.Redis, keys: CrawlKeys) -> CrawlKeys:
+    """*keys* naming the crawl's shards as its layout says: spread tags or plain."""
+    spread = client.hget(keys.layout, "tags") in (SPREAD_TAGS, SPREAD_TAGS.encode())
+    return keys if keys.spread_shards == spread else dataclasses.replace(keys, spread_shards=spread)
+
+
+def shard_keys(client: redis.Redis, keys: CrawlKeys) -> list[CrawlKeys]:
+    """The keys of every shard of the crawl *keys*, named as its layout says."""
+    named = layout_keys(client, keys)
+    return [named.shard(i) for i in range(crawl_shards(client, keys))]
 
 
 def open_shards(client: redis.Redis, keys: CrawlKeys, wanted: int = 0) -> int:

@@ -12,7 +12,7 @@ from hermit.cli.dedup import dedup_group
 from hermit.keys import CrawlKeys
 from hermit.queue.frontier import Frontier
 from hermit.queue.redis_queue import QueuedRequest
-from hermit.queue.shards import crawl_shards
+from hermit.queue.shards import crawl_shards, shard_keys
 
 SOURCE = "myspider:dupefilter"
 
@@ -115,8 +115,8 @@ def test_migrate_into_a_sharded_crawl_then_info_over_its_shards(redis_url, redis
     frontier = Frontier(redis_client, keys, "w", shards=4)
     requests = [QueuedRequest(b"{}", 0, fp, "example.com") for fp in fingerprints]
     assert frontier.push_many(requests) == [0] * len(requests)  # all seen: nothing queued
-    for shard in range(4):
-        info = RedisBloomFilter(redis_client, keys.shard(shard)).info()
+    for shard in shard_keys(redis_client, keys):
+        info = RedisBloomFilter(redis_client, shard).info()
         assert info.capacity == 2000 and 400 < info.items < 600
 
     shown = run("info", "--redis", redis_url, "--crawl", "sharded")

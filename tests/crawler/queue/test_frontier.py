@@ -14,7 +14,7 @@ from hermit.keys import CrawlKeys
 from hermit.queue.frontier import Frontier
 from hermit.queue.hosts import HostControl
 from hermit.queue.redis_queue import Ack, Politeness, QueuedRequest, read_status
-from hermit.queue.shards import crawl_shards, host_shard
+from hermit.queue.shards import crawl_shards, host_shard, shard_keys
 
 SHARDS = 4
 
@@ -127,6 +127,31 @@ def test_a_crawls_shards_are_fixed_when_it_is_created(redis_client):
     assert crawl_shards(redis_client, keys, 8) == 8
     assert crawl_shards(redis_client, keys, 2) == 8  # the first writer won
     assert crawl_shards(redis_client, keys) == 8
+
+
+def test_a_new_crawls_shards_have_spread_tags_and_one_made_before_keeps_plain_ones(redis_client):
+    for crawl, spread in (("new", True), ("before-spread", False)):
+        keys = CrawlKeys(crawl)
+        if spread:
+            assert crawl_shards(redis_client, keys, SHARDS) == SHARDS
+        else:  # the layout of a crawl sharded before tags were spread: no 'tags' field
+            redis_client.hset(keys.layout, "shards", SHARDS)
+        front = frontier(redis_client, crawl=crawl)
+        requests = many_hosts(12, 5)
+        assert front.push_many(requests) == [1] * len(requests)
+        named = shard_keys(redis_client, keys)
+        assert [k.spread_shards for k in named] == [spread] * SHARDS
+        assert [q.keys for q in front.queues] == named
+        tags = {k.base for k in named}
+        prefixes = {f"hermit:{{{crawl}}}", *(f"hermit:{{{crawl}~{i}{'.' if spread else '}'}" for i in range(1, SHARDS))}
+        assert all(any(tag.startswith(prefix) for tag in tags) for prefix in prefixes)
+        # Every request sits under the tags the layout names, as the readers see them.
+        queued = sum(redis_client.zcard(k.host_priorities(r.host)) > 0 for k in named for r in requests[::5])
+        assert queued == len(requests[::5])
+        assert read_status(redis_client, keys).queued == len(requests)
+        assert sum(info.queued for info in HostControl(redis_client, keys).describe(sorted({r.host for r in requests}))) \
+            == len(requests)
+        assert sorted(lease.entry for lease in lease_all(front)) == sorted(r.entry for r in requests)
 
 
 def test_a_crawl_made_before_shards_keeps_its_one_shard(redis_client):
