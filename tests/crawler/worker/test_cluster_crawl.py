@@ -21,11 +21,11 @@ from hermit.keys import CrawlKeys
 from hermit.queue.hosts import HostControl, politeness_key
 from hermit.observability.crawl_metrics import CrawlStatusCollector, status_client
 from hermit.queue.redis_queue import read_status
-from hermit.queue.shards import crawl_shards
+from hermit.queue.shards import crawl_shards, shard_keys
 from hermit.redis_client import connect
 from hermit.testing.redis_cluster import LocalRedisCluster
-from tests.crawler.worker.test_politeness import (
-    POLITE, SPIDERS, expected_pages, fetched_pages, run_workers, worker_logs,
+from tests.crawler.worker.many_hosts_crawl import (
+    POLITE, SHORT_LEASES, SPIDERS, expected_pages, fetched_pages, run_workers, worker_logs,
 )
 
 pytestmark = pytest.mark.slow
@@ -65,7 +65,7 @@ def test_workers_crawl_every_page_over_a_redis_cluster(scrapy_project, cluster, 
     keys = CrawlKeys("hosts")
     assert crawl_shards(client, keys) == 16  # the default on a cluster
     # The crawl's keys are spread over every master.
-    masters_used = {cluster.node_for_slot(cluster.slot_of(keys.shard(i).ready)).port for i in range(16)}
+    masters_used = {cluster.node_for_slot(cluster.slot_of(shard.ready)).port for shard in shard_keys(client, keys)}
     assert masters_used == {m.port for m in cluster.masters()}
     assert read_status(client, keys).done
 
@@ -87,7 +87,7 @@ def test_workers_crawl_every_page_over_a_redis_cluster(scrapy_project, cluster, 
 
 # Slow enough (6 hosts, 40 pages each, 0.2 s apart) that the crawl goes on for a while
 # after the cluster is disrupted.
-DISRUPTED = POLITE + """
+DISRUPTED = POLITE + SHORT_LEASES + """
 CONCURRENT_REQUESTS_PER_DOMAIN = 1
 DOWNLOAD_DELAY = 0.2
 HERMIT_REDIS_RETRY_MAX_SECONDS = 1
@@ -157,8 +157,8 @@ def test_slots_migrated_mid_crawl_lose_no_page(scrapy_project, cluster, tmp_path
         keys = CrawlKeys("hosts")
         # The slots of four shards (shard 0, with the layout and the items, among them),
         # each moved to the next master while the workers write to it.
-        for shard in range(4):
-            slot = cluster.slot_of(keys.shard(shard).ready)
+        for shard in shard_keys(cluster.client(), keys)[:4]:
+            slot = cluster.slot_of(shard.ready)
             source = cluster.node_for_slot(slot)
             masters = cluster.masters()
             target = masters[(masters.index(source) + 1) % len(masters)]
@@ -171,7 +171,7 @@ def test_slots_migrated_mid_crawl_lose_no_page(scrapy_project, cluster, tmp_path
 
 
 def test_sigkill_of_a_worker_on_a_cluster_loses_no_page(scrapy_project, cluster, tmp_path):
-    project = scrapy_project("chaos", SPIDERS, POLITE + "CONCURRENT_REQUESTS_PER_DOMAIN = 2\n")
+    project = scrapy_project("chaos", SPIDERS, POLITE + SHORT_LEASES + "CONCURRENT_REQUESTS_PER_DOMAIN = 2\n")
     client = cluster.client()
     keys = CrawlKeys("hosts")
     with ManyHostsProcess(12, 15, tmp_path / "requests.log") as site:
@@ -179,7 +179,7 @@ def test_sigkill_of_a_worker_on_a_cluster_loses_no_page(scrapy_project, cluster,
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not (
                 len(site.log.read_text().splitlines()) >= 40
-                and sum(client.hlen(keys.shard(i).leases("w0")) for i in range(16)) > 0
+                and sum(client.hlen(shard.leases("w0")) for shard in shard_keys(client, keys)) > 0
             ):
                 time.sleep(0.05)
             procs[0].send_signal(signal.SIGKILL)  # while it holds leases, on some shards

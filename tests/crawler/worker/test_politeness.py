@@ -8,61 +8,18 @@ all workers together (one request of slack per window), and nothing is lost.
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
-from pathlib import Path
 
 import redis
 from click.testing import CliRunner
 
 from hermit.cli import main
-from hermit.demo.many_hosts import ManyHostsProcess, RequestRecord, highest_rates
+from hermit.demo.many_hosts import ManyHostsProcess, highest_rates
 from hermit.keys import CrawlKeys
 from hermit.queue.redis_queue import read_status
-
-# Scrapy lists only spiders defined in the project's own modules.
-SPIDERS = {"spiders/hosts.py": "from hermit.demo.many_hosts import ManyHostsSpider\n\n\n"
-                               "class HostsSpider(ManyHostsSpider):\n    pass\n"}
-POLITE = """
-CONCURRENT_REQUESTS = 16
-DOWNLOAD_DELAY_JITTER = 0
-RANDOMIZE_DOWNLOAD_DELAY = False
-HERMIT_IDLE_CLOSE_SECONDS = 1.5
-HERMIT_LEASE_TIMEOUT_SECONDS = 3
-"""
-
-
-def fetched_pages(records: list[RequestRecord]) -> list[tuple[str, str]]:
-    return [(r.host, r.path) for r in records if r.status == 200 and r.path.startswith("/p/")]
-
-
-def expected_pages(site: ManyHostsProcess) -> set[tuple[str, str]]:
-    return {(url.split("/")[2].split(":")[0], "/" + url.split("/", 3)[3]) for url in site.site.expected_urls(site.port)}
-
-
-def run_workers(project, site: ManyHostsProcess, redis_url: str, tmp_path: Path, workers: int,
-                settings: dict[str, str] | None = None, while_running=None) -> list[subprocess.Popen]:
-    args = ["-a", f"url={site.url}", "-s", f"HERMIT_REDIS_URL={redis_url}", "-s", "HERMIT_CRAWL=hosts"]
-    for name, value in (settings or {}).items():
-        args += ["-s", f"{name}={value}"]
-    procs = [project.start("many-hosts", *args, "-s", f"HERMIT_WORKER_ID=w{i}", log=tmp_path / f"worker{i}.log")
-             for i in range(workers)]
-    try:
-        if while_running is not None:
-            while_running(procs)
-        for proc in procs:
-            proc.wait(timeout=240)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    return procs
-
-
-def worker_logs(tmp_path: Path) -> str:
-    return "\n".join(path.read_text()[-3000:] for path in sorted(tmp_path.glob("worker*.log")))
-
+from tests.crawler.worker.many_hosts_crawl import (
+    POLITE, SHORT_LEASES, SPIDERS, expected_pages, fetched_pages, run_workers, worker_logs,
+)
 
 def test_three_workers_together_keep_each_hosts_delay(scrapy_project, redis_url, tmp_path):
     project = scrapy_project("polite", SPIDERS, POLITE + "DOWNLOAD_DELAY = 0.2\nCONCURRENT_REQUESTS_PER_DOMAIN = 1\n")
@@ -128,7 +85,7 @@ HERMIT_HOST_BACKOFF_MAX_SECONDS = 0.5
 
 
 def test_sigkill_of_a_worker_mid_crawl_loses_no_page(scrapy_project, redis_url, tmp_path):
-    project = scrapy_project("chaos", SPIDERS, POLITE + "CONCURRENT_REQUESTS_PER_DOMAIN = 2\n")
+    project = scrapy_project("chaos", SPIDERS, POLITE + SHORT_LEASES + "CONCURRENT_REQUESTS_PER_DOMAIN = 2\n")
     with ManyHostsProcess(20, 15, tmp_path / "requests.log") as site:
         def kill_one(procs):
             client, leases = redis.Redis.from_url(redis_url), CrawlKeys("hosts").leases("w0")

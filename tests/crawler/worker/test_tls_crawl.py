@@ -22,7 +22,7 @@ from hermit.redis_client import connect
 from hermit.redis_server import EmbeddedRedis, RedisServerError
 from hermit.testing.redis_cluster import LocalRedisCluster
 from hermit.testing.tls import issue_server_tls, tls_server_binary
-from tests.crawler.worker.test_politeness import POLITE, SPIDERS, expected_pages, fetched_pages, worker_logs
+from tests.crawler.worker.many_hosts_crawl import POLITE, SPIDERS, expected_pages, fetched_pages, worker_logs
 
 pytestmark = pytest.mark.slow
 
