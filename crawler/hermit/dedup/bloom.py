@@ -6,9 +6,11 @@ new fingerprint writes only its bits still 0; ``classic``, what filters made bef
 it are, scatters them over the whole layer. The kind is stored with the filter, and
 whoever opens it later uses that kind, whatever they asked for.
 
-The filter logic is Lua (``bloom.lua``), so a whole batch of check-and-sets is one
-atomic script call: two workers can never both see one URL as new. The request
-queue prepends the same snippet to its push script, making dedup and push one step.
+The filter logic is Lua (``bloom.lua``; the scripts ``bloom_add.lua``,
+``bloom_contains.lua`` and ``bloom_delete.lua`` call it), so a whole batch of
+check-and-sets is one atomic script call: two workers can never both see one URL as
+new. The request queue prepends the same snippet to its push script, making dedup
+and push one step.
 
 Sizing: a layer for ``n`` items at error ratio ``p`` has ``m = ceil(-n ln p / (ln 2)^2)``
 bits and ``k = round(m/n ln 2)`` hash functions. Layer ``i`` holds ``capacity *
@@ -40,7 +42,18 @@ from hermit.queue.shards import layout_keys
 
 logger = logging.getLogger(__name__)
 
-BLOOM_LUA = resources.files("hermit.dedup").joinpath("bloom.lua").read_text()
+
+def _lua(name: str) -> str:
+    return resources.files("hermit.dedup").joinpath(name).read_text()
+
+
+#: The filter's functions (``bloom_open``, ``bloom_add``, ...), which the scripts that
+#: use a filter (below, and the queue's push) start with.
+BLOOM_LUA = _lua("bloom.lua")
+#: The filter's scripts, each run on ``KEYS[1]``: the filter's meta hash (``CrawlKeys.bloom_meta``).
+ADD_LUA = BLOOM_LUA + "\n" + _lua("bloom_add.lua")
+CONTAINS_LUA = BLOOM_LUA + "\n" + _lua("bloom_contains.lua")
+DELETE_LUA = _lua("bloom_delete.lua")
 
 # Must match BLOOM_HEADROOM, BLOOM_BLOCKED_HEADROOM, BLOOM_TIGHTENING and
 # BLOOM_BLOCK_BITS in bloom.lua (a filter stores the values it was made with).
@@ -55,56 +68,6 @@ DEFAULT_BATCH_SIZE = 2000
 
 _FINGERPRINT_BYTES = 20  # Scrapy's request fingerprints are SHA1 digests
 _HASH_BYTES = 6  # each of h1, h2: 48 bits, so h1 + j*h2 stays exact in Lua doubles
-
-# ARGV: capacity, error ratio, growth, max chunk bits, kind, then 12 bytes per
-# fingerprint (h1 and h2 big-endian) in one string, which is cheaper to send and
-# parse than two decimal numbers each. Returns one character per fingerprint, '1' = new.
-_ADD_SCRIPT = """
-local bloom = bloom_open(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
-  tonumber(ARGV[4]), ARGV[5])
-local packed, out, n = ARGV[6], {}, 0
-for offset = 1, #packed, 12 do
-  n = n + 1
-  out[n] = bloom_add(bloom, bloom_hashes(packed, offset))
-end
-bloom_flush(bloom)
-return table.concat(out)
-"""
-
-# ARGV[1]: 12 bytes per fingerprint. Returns one character per fingerprint, '1' = seen.
-_CONTAINS_SCRIPT = """
-local packed, out = ARGV[1], {}
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return string.rep('0', #packed / 12)
-end
--- The sizing arguments only matter when creating, which can't happen here.
-local bloom = bloom_open(KEYS[1], 1, 0.5, 1, 8)
-local n = 0
-for offset = 1, #packed, 12 do
-  n = n + 1
-  out[n] = bloom_contains(bloom, bloom_hashes(packed, offset))
-end
-return table.concat(out)
-"""
-
-# Deletes the meta hash and every chunk it names, in one step so no writer can add
-# a layer in between. Returns the number of keys removed.
-_DELETE_SCRIPT = """
-local meta = redis.call('HGETALL', KEYS[1])
-if #meta == 0 then return 0 end
-local m = {}
-for i = 1, #meta, 2 do m[meta[i]] = tonumber(meta[i + 1]) end
-local removed = redis.call('UNLINK', KEYS[1])
-for i = 0, (m['layers'] or 0) - 1 do
-  local bits, chunk_bits = m['bits:' .. i], m['chunk_bits:' .. i]
-  if bits and chunk_bits then
-    for c = 0, math.ceil(bits / chunk_bits) - 1 do
-      removed = removed + redis.call('UNLINK', KEYS[1] .. ':' .. i .. ':' .. c)
-    end
-  end
-end
-return removed
-"""
 
 
 def _hash_bytes(fingerprint: bytes) -> bytes:
@@ -327,9 +290,9 @@ class RedisBloomFilter:
         self.max_chunk_bits = int(max_chunk_bits)
         self.batch_size = batch_size
         self.kind = kind
-        self._add = client.register_script(BLOOM_LUA + _ADD_SCRIPT)
-        self._contains = client.register_script(BLOOM_LUA + _CONTAINS_SCRIPT)
-        self._delete = client.register_script(_DELETE_SCRIPT)
+        self._add = client.register_script(ADD_LUA)
+        self._contains = client.register_script(CONTAINS_LUA)
+        self._delete = client.register_script(DELETE_LUA)
 
     def _batches(self, fingerprints: Sequence[bytes]) -> list[bytes]:
         step = self.batch_size
