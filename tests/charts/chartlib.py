@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import yaml
 
@@ -47,6 +50,16 @@ def pod_spec(doc: dict) -> dict:
 
 def workloads(docs: list[dict]) -> list[dict]:
     return [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job", "Pod")]
+
+
+def chart_readme() -> ModuleType:
+    """tools/chart_readme.py, the README generator that also parses the `## @param` lines."""
+    if "chart_readme" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("chart_readme", REPO / "tools" / "chart_readme.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["chart_readme"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["chart_readme"]
 
 
 def worker_health_path() -> str:

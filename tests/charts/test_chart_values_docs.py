@@ -6,7 +6,7 @@ import json
 import re
 
 import yaml
-from chartlib import CHART
+from chartlib import CHART, chart_readme
 
 #: Values whose content is free-form (maps users fill, Kubernetes objects): documented
 #: and typed as a whole.
@@ -32,7 +32,7 @@ def leaves(node, prefix=""):
 
 def test_every_value_has_a_param_line():
     text = (CHART / "values.yaml").read_text()
-    documented = set(re.findall(r"^\s*## @param (\S+) \S", text, re.MULTILINE))
+    documented = {param.key for param in chart_readme().params(text)}
     values = yaml.safe_load(text)
     missing = [path for path in leaves(values) if path not in documented]
     assert not missing, f"values without a `## @param` line: {missing}"
