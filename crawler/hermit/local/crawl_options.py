@@ -9,7 +9,8 @@ from pathlib import Path
 from hermit.crawl_status import CrawlStatus
 from hermit.local.pool import Recycle
 from hermit.seeding import SeedReport
-from hermit.worker.run import DEMO_SPIDER, EXIT_FAILED
+from hermit.worker.exit_codes import EXIT_FAILED
+from hermit.worker.run import DEMO_SPIDER
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from hermit.local.crawl_options import CrawlFailed
 from hermit.local.services import SupervisedService
 from hermit.local.state import SavedCrawl
 from hermit.redis_server import EmbeddedRedis, RedisServerError
-from hermit.worker.run import EXIT_REDIS_UNAVAILABLE
+from hermit.worker.exit_codes import EXIT_REDIS_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ import psutil
 
 from hermit.child_process import popen_options
 from hermit.observability.endpoint_log import WorkerEndpoints, endpoints_in_log
-from hermit.worker.run import (
+from hermit.worker.exit_codes import (
     EXIT_CONFIG,
     EXIT_DRAIN_TIMEOUT,
     EXIT_FINISHED,

@@ -49,7 +49,8 @@ from hermit.redis_server import EmbeddedRedis
 from hermit.redis_url import redact_url
 from hermit.seeding import InvalidSeed, SeedReport, check_seed_url, push_seeds
 from hermit.settings import queue_shards
-from hermit.worker.run import DEMO_SPIDER, EXIT_CONFIG, EXIT_FAILED, EXIT_REDIS_UNAVAILABLE
+from hermit.worker.exit_codes import EXIT_CONFIG, EXIT_FAILED, EXIT_REDIS_UNAVAILABLE
+from hermit.worker.run import DEMO_SPIDER
 
 __all__ = ["CrawlFailed", "LocalCrawl", "LocalCrawlOptions", "LocalCrawlResult", "write_prometheus_targets"]
 

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from hermit.local.crawl_options import CrawlFailed
 from hermit.settings import InvalidSetting
 from hermit.worker.preflight import UnknownSpider, preflight
-from hermit.worker.run import EXIT_CONFIG, WorkerOptions
+from hermit.worker.exit_codes import EXIT_CONFIG
+from hermit.worker.run import WorkerOptions
 
 if TYPE_CHECKING:
     from hermit.local.crawl_options import LocalCrawlOptions

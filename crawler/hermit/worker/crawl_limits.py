@@ -30,7 +30,7 @@ from hermit.redis_client import connect, worker_timeouts
 from hermit.settings import crawl_limits
 from hermit.worker import engine_hooks
 from hermit.worker.redis_health import RedisHealth
-from hermit.worker.run import CRAWL_LIMIT_REASONS
+from hermit.worker.exit_codes import CRAWL_LIMIT_REASONS
 from hermit.worker.scheduler import scheduler_for
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from scrapy import signals
 from hermit.settings import memory_limits
 from hermit.worker import engine_hooks
 from hermit.worker.exit_now import exit_now
-from hermit.worker.run import EXIT_DRAIN_TIMEOUT
+from hermit.worker.exit_codes import EXIT_DRAIN_TIMEOUT
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler

@@ -30,7 +30,7 @@ from scrapy.exceptions import NotConfigured
 from hermit.settings import memory_limits
 from hermit.worker import engine_hooks
 from hermit.worker.exit_now import exit_now
-from hermit.worker.run import EXIT_MEMORY_HARD_LIMIT, MEMORY_BUDGET_REASON
+from hermit.worker.exit_codes import EXIT_MEMORY_HARD_LIMIT, MEMORY_BUDGET_REASON
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler

@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from hermit.worker.run import EXIT_CONFIG, EXIT_FAILED, EXIT_REDIS_UNAVAILABLE
+from hermit.worker.exit_codes import EXIT_CONFIG, EXIT_FAILED, EXIT_REDIS_UNAVAILABLE
 
 ERROR_TIMEOUT_SECONDS = 120.0
 

@@ -15,7 +15,7 @@ import redis
 
 from hermit.crawl_status import read_crawl_status
 from hermit.keys import CrawlKeys
-from hermit.worker.run import EXIT_CONFIG, EXIT_FINISHED
+from hermit.worker.exit_codes import EXIT_CONFIG, EXIT_FINISHED
 
 CRAWL = "limited"
 CONCURRENCY = 4

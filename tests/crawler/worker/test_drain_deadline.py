@@ -12,7 +12,7 @@ import redis
 from hermit.crawl_status import read_crawl_status
 from hermit.demo.process import DemoSiteProcess
 from hermit.keys import CrawlKeys
-from hermit.worker.run import EXIT_DRAIN_TIMEOUT
+from hermit.worker.exit_codes import EXIT_DRAIN_TIMEOUT
 
 
 def test_sigterm_during_a_hung_download_ends_at_the_drain_deadline(redis_url):

@@ -10,7 +10,7 @@ import redis
 
 from hermit.crawl_status import read_crawl_status
 from hermit.keys import CrawlKeys
-from hermit.worker.run import EXIT_CONFIG, EXIT_MEMORY_BUDGET, EXIT_MEMORY_HARD_LIMIT
+from hermit.worker.exit_codes import EXIT_CONFIG, EXIT_MEMORY_BUDGET, EXIT_MEMORY_HARD_LIMIT
 
 # Any Scrapy process is far above this: the budget is crossed at the first check.
 TINY_BYTES = 20 * 2**20
