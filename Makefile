@@ -11,6 +11,11 @@ VENV_OLDEST ?= .venv-scrapy-oldest
 # The Helm chart and the images: test-chart, test-images (and their helpers).
 include mk/kubernetes.mk
 
+## Build both images, the crawler's and the operator's, with podman (slow: see docs/kubernetes.md).
+## Phony, as the folder images/ would otherwise count as the target already made.
+.PHONY: images
+images: image-crawler image-operator
+
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml recycling/pyproject.toml operator/pyproject.toml constraints.txt
