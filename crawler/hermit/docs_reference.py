@@ -12,8 +12,8 @@ exits with status 1 when a page is out of date.
 
 - Settings: every :class:`~hermit.setting_spec.Setting` and
   :class:`~hermit.setting_spec.EnvironmentVariable` declared at module level anywhere
-  in the ``hermit`` package (``hermit.settings`` first: DEFAULT_SETTINGS and their
-  SETTING_DOCS, in order; then the other modules' by module name).
+  in the ``hermit`` package (``hermit.settings`` first: its table, SETTINGS, in order;
+  then the other modules' by module name), with the values each accepts (its parser).
 - Metrics: every family the worker's metrics registry yields
   (:func:`hermit.observability.metrics.register_worker_metrics`), collected from
   throwaway registries fed an idle worker: as it is, then with a memory budget, then
@@ -107,8 +107,7 @@ def collect_declarations() -> Declarations:
             found.setdefault(key, (item, name))
             if not item.meaning.strip():
                 raise DocsReferenceError(
-                    f"{item.name} (declared in {name}) has no meaning: describe it (for DEFAULT_SETTINGS: "
-                    "in SETTING_DOCS of hermit/settings.py)"
+                    f"{item.name} (declared in {name}) has no meaning: describe it in its declaration"
                 )
     items = [item for item, _ in found.values()]
     return Declarations(
@@ -118,8 +117,8 @@ def collect_declarations() -> Declarations:
 
 
 def settings_table(settings: Sequence[Setting]) -> str:
-    return _table(("setting", "default", "meaning"),
-                  ((f"`{s.name}`", s.default_text, s.meaning) for s in settings))
+    return _table(("setting", "default", "accepts", "meaning"),
+                  ((f"`{s.name}`", s.default_text, s.accepts or "—", s.meaning) for s in settings))
 
 
 def environment_table(variables: Sequence[EnvironmentVariable]) -> str:

@@ -37,6 +37,7 @@ from importlib import resources
 
 import redis
 
+from hermit.dedup.sizing import DEDUP_CAPACITY, DEDUP_ERROR_RATIO, DEDUP_GROWTH, DEDUP_MAX_CHUNK_BITS
 from hermit.keys import CrawlKeys
 from hermit.queue.shards import layout_keys
 
@@ -263,10 +264,10 @@ class RedisBloomFilter:
         client: redis.Redis,
         keys: CrawlKeys,
         *,
-        capacity: int = 1_000_000,
-        error_ratio: float = 1e-4,
-        growth: int = 2,
-        max_chunk_bits: int = 2**32,
+        capacity: int = DEDUP_CAPACITY.default,
+        error_ratio: float = DEDUP_ERROR_RATIO.default,
+        growth: int = DEDUP_GROWTH.default,
+        max_chunk_bits: int = DEDUP_MAX_CHUNK_BITS.default,
         batch_size: int = DEFAULT_BATCH_SIZE,
         kind: str = "blocked",
     ) -> None:

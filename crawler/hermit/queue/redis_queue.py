@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 import redis
 
 from hermit.dedup.bloom import BLOOM_LUA, RedisBloomFilter, fingerprint_hashes
+from hermit.dedup.sizing import DEDUP_CAPACITY, DEDUP_ERROR_RATIO, DEDUP_GROWTH, DEDUP_MAX_CHUNK_BITS
 from hermit.keys import CrawlKeys
 from hermit.queue.script_calls import run_script
 from hermit.queue.shards import check_shards, crawl_shards, host_shard, shard_keys
@@ -176,10 +177,10 @@ class BloomSettings:
     """How the crawl's Bloom filter is made when it is first created (its kind:
     ``blocked`` or ``classic``, see hermit.dedup.bloom)."""
 
-    capacity: int = 1_000_000
-    error_ratio: float = 1e-4
-    growth: int = 2
-    max_chunk_bits: int = 2**32
+    capacity: int = DEDUP_CAPACITY.default
+    error_ratio: float = DEDUP_ERROR_RATIO.default
+    growth: int = DEDUP_GROWTH.default
+    max_chunk_bits: int = DEDUP_MAX_CHUNK_BITS.default
     kind: str = "blocked"
 
 
