@@ -50,6 +50,7 @@ CASES = {
     "both monitors": (["metrics.serviceMonitor.enabled=true", "metrics.podMonitor.enabled=true"], "not both"),
     "scrape timeout that is no duration": (
         ["metrics.serviceMonitor.scrapeTimeout=10"], "at '/metrics/serviceMonitor/scrapeTimeout'"),
+    "relative runbook base": (["prometheusRule.runbookBaseUrl=docs"], "at '/prometheusRule/runbookBaseUrl'"),
     "UID below zero": (["crawler.podSecurityContext.runAsUser=-1"], "at '/crawler/podSecurityContext/runAsUser'"),
     # The operator's Role would be bound to the namespace's default ServiceAccount.
     "operator ServiceAccount neither created nor named": (

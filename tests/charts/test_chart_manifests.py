@@ -494,6 +494,38 @@ def test_prometheus_rules_are_the_copies_of_monitoring(render):
                     assert {"summary", "description", "runbook_url"} <= set(item.get("annotations", {})), item["alert"]
 
 
+def runbook_urls(spec: dict) -> dict[str, str]:
+    return {item["alert"]: item["annotations"]["runbook_url"] for group in spec["groups"] for item in group["rules"]
+            if "alert" in item}
+
+
+def test_runbook_urls_are_absolute_on_the_chart_base(render):
+    """prometheusRule.runbookBaseUrl defaults to the base monitoring/'s rules use (the
+    default rendering above is the files untouched); set, it replaces that base and nothing else."""
+    import yaml
+
+    default = yaml.safe_load((CHART / "values.yaml").read_text())["prometheusRule"]["runbookBaseUrl"]
+    files = {path.name: yaml.safe_load(path.read_text()) for path in (CHART / "files" / "monitoring" / "rules").glob("*.yaml")}
+    sources = {alert: url for spec in files.values() for alert, url in runbook_urls(spec).items()}
+    assert len(sources) >= 10
+    for alert, url in sources.items():
+        assert url.startswith(default + "/") and url.endswith(".md#" + alert.lower()), (alert, url)
+    base = "https://docs.example.org/hermit/0.3"
+    rules = render(set=["prometheusRule.enabled=true", f"prometheusRule.runbookBaseUrl={base}"]).kind("PrometheusRule")
+    rendered = {alert: url for rule in rules for alert, url in runbook_urls(rule["spec"]).items()}
+    assert rendered == {alert: base + url.removeprefix(default) for alert, url in sources.items()}
+    # Everything else is the copy as it is (Prometheus' own templates included).
+    for rule in rules:
+        for group in rule["spec"]["groups"]:
+            for item in group["rules"]:
+                item.get("annotations", {}).pop("runbook_url", None)
+    for spec in files.values():
+        for group in spec["groups"]:
+            for item in group["rules"]:
+                item.get("annotations", {}).pop("runbook_url", None)
+    assert sorted((r["spec"] for r in rules), key=str) == sorted(files.values(), key=str)
+
+
 def test_the_operators_rules_and_dashboard_come_only_with_the_operator(render):
     def rule_groups(*values):
         return sorted(group["name"] for rule in render(set=["prometheusRule.enabled=true", *values]).kind("PrometheusRule")

@@ -25,12 +25,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class Dashboard:
-    """A Grafana dashboard of monitoring/ and the variable every one of its queries filters on."""
+    """A Grafana dashboard of monitoring/ and the variables every one of its queries filters on."""
 
     path: Path
-    variable: str
-    #: What the variable lists: ``label_values(<metric>, <label>)``.
-    variable_query: str
+    #: Each variable's name and what it lists (``label_values(<metric>, <label>)``), in
+    #: order: ``namespace`` first, the next one narrowed to the namespaces chosen.
+    variables: tuple[tuple[str, str], ...]
 
     @property
     def model(self) -> dict:
@@ -44,9 +44,14 @@ class Dashboard:
 
 
 _GRAFANA = ROOT / "monitoring" / "grafana"
-CRAWL_DASHBOARD = Dashboard(_GRAFANA / "hermit-crawl.json", "crawl", "label_values(hermit_build_info, crawl)")
-OPERATOR_DASHBOARD = Dashboard(_GRAFANA / "hermit-operator.json", "instance",
-                               "label_values(hermit_operator_build_info, instance)")
+CRAWL_DASHBOARD = Dashboard(_GRAFANA / "hermit-crawl.json", (
+    ("namespace", "label_values(hermit_build_info, namespace)"),
+    ("crawl", 'label_values(hermit_build_info{namespace=~"$namespace"}, crawl)'),
+))
+OPERATOR_DASHBOARD = Dashboard(_GRAFANA / "hermit-operator.json", (
+    ("namespace", "label_values(hermit_operator_build_info, namespace)"),
+    ("instance", 'label_values(hermit_operator_build_info{namespace=~"$namespace"}, instance)'),
+))
 DASHBOARDS = {"crawl": CRAWL_DASHBOARD, "operator": OPERATOR_DASHBOARD}
 
 
@@ -65,6 +70,9 @@ class RuleFile:
 
 
 _PROMETHEUS = ROOT / "monitoring" / "prometheus"
+#: The base of every runbook_url in monitoring/prometheus/ (the docs folder of the
+#: project's repository); the chart's prometheusRule.runbookBaseUrl defaults to it.
+RUNBOOK_BASE_URL = "https://github.com/hermit-crawler/hermit/blob/main/docs"
 #: The workers' rules and the operator's.
 WORKER_RULES = RuleFile(_PROMETHEUS / "alerts.yaml", _PROMETHEUS / "alerts_test.yaml", ROOT / "docs" / "observability.md")
 OPERATOR_RULES = RuleFile(_PROMETHEUS / "operator-alerts.yaml", _PROMETHEUS / "operator-alerts_test.yaml",
@@ -97,6 +105,11 @@ def rule_file(request: pytest.FixtureRequest) -> RuleFile:
 @pytest.fixture(scope="session")
 def rule_files() -> dict[str, RuleFile]:
     return RULE_FILES
+
+
+@pytest.fixture(scope="session")
+def runbook_base_url() -> str:
+    return RUNBOOK_BASE_URL
 
 
 @pytest.fixture(scope="session")
@@ -136,9 +149,12 @@ class Prometheus:
     """
 
     def __init__(self, workdir: Path, targets: list[str], file_sd: Path | None = None,
-                 job: str = "hermit-worker", rules: RuleFile = WORKER_RULES) -> None:
+                 job: str = "hermit-worker", rules: RuleFile = WORKER_RULES,
+                 namespaces: list[str] | None = None) -> None:
         self.workdir = workdir
         self.targets = targets
+        #: The ``namespace`` label of each target, as the Prometheus Operator sets it.
+        self.namespaces = namespaces
         self.file_sd = file_sd
         self.job = job
         self.rules = rules
@@ -147,6 +163,10 @@ class Prometheus:
 
     def start(self, attempts: int = 3) -> Prometheus:
         job = {"job_name": self.job, "static_configs": [{"targets": self.targets}]}
+        if self.namespaces is not None:
+            assert len(self.namespaces) == len(self.targets), "one namespace per target"
+            job["static_configs"] = [{"targets": [target], "labels": {"namespace": namespace}}
+                                     for target, namespace in zip(self.targets, self.namespaces)]
         if self.file_sd is not None:
             job = {"job_name": self.job, "file_sd_configs": [{"files": [str(self.file_sd)], "refresh_interval": "1s"}]}
         config = {
@@ -229,7 +249,8 @@ class Prometheus:
 def prometheus(tmp_path: Path) -> Iterator:
     """``prometheus(targets)`` starts a real Prometheus scraping ``host:port`` targets;
     ``prometheus([], file_sd=path)`` one that reads them from a targets file; ``job`` and
-    ``rules`` name the scrape job and the rules file it loads (the workers' by default)."""
+    ``rules`` name the scrape job and the rules file it loads (the workers' by default);
+    ``namespaces`` gives each target a ``namespace`` label."""
     started: list[Prometheus] = []
 
     def start(targets: list[str], file_sd: Path | None = None, **options: Any) -> Prometheus:

@@ -49,8 +49,8 @@ def test_every_alert_is_tested_firing_and_quiet(rule_file):
     assert {case["alertname"] for case in cases} <= {rule["alert"] for rule in alerts}
 
 
-def test_every_alert_has_a_summary_a_description_and_a_runbook(rule_file):
-    runbooks = rule_file.runbooks.relative_to(ROOT).as_posix()
+def test_every_alert_has_a_summary_a_description_and_a_runbook(rule_file, runbook_base_url):
+    runbooks = f"{runbook_base_url}/{rule_file.runbooks.relative_to(ROOT / 'docs').as_posix()}"
     anchors = {
         re.sub(r"[^a-z0-9 -]", "", heading.strip().lower()).replace(" ", "-")
         for heading in re.findall(r"^#+ (.+)$", rule_file.runbooks.read_text(), flags=re.MULTILINE)
@@ -63,6 +63,23 @@ def test_every_alert_has_a_summary_a_description_and_a_runbook(rule_file):
         assert anchor == rule["alert"].lower(), f"{rule['alert']}: its runbook is not its own section"
         assert anchor in anchors, f"{rule['alert']}: no section #{anchor} in {runbooks}"
         assert rule["labels"]["severity"] in ("warning", "critical")
+
+
+def test_the_runbook_base_is_documented_in_each_rules_file(rule_files, runbook_base_url):
+    for rule_file in rule_files.values():
+        header = "".join(line for line in rule_file.path.read_text().splitlines(keepends=True)
+                         if line.startswith("#"))
+        assert "runbook_url is absolute" in header and "prometheusRule.runbookBaseUrl" in header, rule_file.path.name
+    assert runbook_base_url in rule_files["workers"].path.read_text().split("groups:", 1)[0]
+
+
+def test_every_aggregation_keeps_the_namespace(rule_files):
+    """Two releases in two namespaces running the same crawl name raise their alerts apart."""
+    for rule_file in rule_files.values():
+        for rule in rule_file.alerts:
+            for labels in re.findall(r"\b(?:by|on) \(([^)]*)\)", rule["expr"]):
+                assert "namespace" in [label.strip() for label in labels.split(",")], \
+                    f"{rule['alert']}: groups or joins by ({labels}) without namespace"
 
 
 def test_alert_names_are_unique_across_rules_files(rule_files):

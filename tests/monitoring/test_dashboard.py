@@ -24,15 +24,18 @@ def test_a_clean_importable_dashboard(each_dashboard):
         assert leftover not in dashboard, f"export leftover {leftover!r}"
     variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
-    variable = variables[each_dashboard.variable]
-    assert variable["definition"] == each_dashboard.variable_query
-    assert variable["includeAll"] and variable["allValue"] == ".*"
+    assert [name for name in variables if name != "datasource"] == [name for name, _ in each_dashboard.variables]
+    for name, query in each_dashboard.variables:
+        variable = variables[name]
+        assert variable["definition"] == variable["query"]["query"] == query, name
+        # All is ".*": it also matches series without the label (a scrape configuration
+        # that sets no namespace).
+        assert variable["includeAll"] and variable["allValue"] == ".*", name
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
 
 
 def test_every_panel_has_a_unit_the_datasource_variable_and_queries(each_dashboard):
-    name = each_dashboard.variable
     for panel in data_panels(each_dashboard.model):
         title = panel["title"]
         assert panel["fieldConfig"]["defaults"].get("unit"), f"{title}: no unit"
@@ -41,7 +44,8 @@ def test_every_panel_has_a_unit_the_datasource_variable_and_queries(each_dashboa
         assert panel["targets"], f"{title}: no query"
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == "${datasource}", title
-            assert f'{name}=~"${name}"' in target["expr"], f"{title}: not filtered by the {name} variable"
+            for name, _ in each_dashboard.variables:
+                assert f'{name}=~"${name}"' in target["expr"], f"{title}: not filtered by the {name} variable"
         assert 0 <= panel["gridPos"]["x"] and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24, title
 
 
@@ -49,6 +53,16 @@ def test_rates_use_the_rate_interval(each_dashboard):
     for title, expr in each_dashboard.queries:
         for window in re.findall(r"\[([^\]]+)\]", expr):
             assert window == "$__rate_interval", f"{title}: fixed range [{window}] in {expr}"
+
+
+def test_crawl_wide_series_are_told_apart_by_namespace(each_dashboard):
+    """Two releases in two namespaces that run the same crawl name (or scrape job name)
+    stay two series. (An instance, a pod's address, is one pod whatever its namespace.)"""
+    for title, expr in each_dashboard.queries:
+        for labels in re.findall(r"\b(?:by|on) \(([^)]*)\)", expr):
+            names = [label.strip() for label in labels.split(",")]
+            if {"crawl", "job"} & set(names):
+                assert "namespace" in names, f"{title}: groups or joins by ({labels}) without namespace: {expr}"
 
 
 def test_the_panels_the_issue_asks_for(dashboard_queries):

@@ -36,16 +36,22 @@ def test_prometheus_scrapes_the_operator_and_its_rules_and_dashboard_find_their_
         HERMIT_OPERATOR_LISTEN_ADDRESS="127.0.0.1", HERMIT_OPERATOR_METRICS_PORT=str(metrics_port),
         HERMIT_OPERATOR_HEALTH_PORT=str(health_port), POD_NAME="hermit-operator-0")
     try:
-        server = prometheus([f"127.0.0.1:{metrics_port}"], job="hermit-operator", rules=rules)
+        server = prometheus([f"127.0.0.1:{metrics_port}"], job="hermit-operator", rules=rules, namespaces=["team-a"])
         server.wait_for('sum(hermit_operator_recycles_total{job="hermit-operator"})', 1)
         server.wait_for("hermit_operator_leader", 1)
         server.wait_for("hermit_operator_pods_without_memory", 1)
         # rate() and increase() need two samples of each series: a few more scrapes.
         server.wait_for('count_over_time(up{job="hermit-operator"}[1m])', 3, at_least=True)
 
+        def filled(expr: str, namespace: str) -> str:
+            return expr.replace("$namespace", namespace).replace("$instance", ".*").replace("$__rate_interval", "1m")
+
         no_data = [(title, expr) for title, expr in dashboards["operator"].queries
-                   if not server.query(expr.replace("$instance", ".*").replace("$__rate_interval", "1m"))]
+                   if not server.query(filled(expr, "team-a"))]
         assert no_data == [], f"operator dashboard queries without data: {no_data}"
+        # Another namespace's choice shows nothing of this operator.
+        elsewhere = [title for title, expr in dashboards["operator"].queries if server.query(filled(expr, "team-b"))]
+        assert elsewhere == []
 
         missing = server.metrics_missing(rules.alerts, _OPERATOR_METRIC)
         assert missing == set(), f"operator alert rules on metrics the operator doesn't export: {missing}"

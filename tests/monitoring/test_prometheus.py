@@ -21,6 +21,9 @@ from hermit.worker.run import EXIT_STOPPED
 
 CRAWL = "prom"
 WORKERS = 2
+#: The namespace label Prometheus gives each worker, as the Prometheus Operator does for
+#: two releases of the chart in two namespaces that run the same crawl name.
+NAMESPACES = ["team-a", "team-b"]
 #: A budget far above what the workers use: the memory-budget extension then exports it.
 BUDGET_BYTES = 8 * 2**30
 UNREACHABLE = "http://127.0.0.1:9/"
@@ -65,9 +68,9 @@ def wait_until_crawled(client: redis.Redis, pages: int, workers, timeout: float 
         time.sleep(0.2)
 
 
-def for_prometheus(expr: str) -> str:
+def for_prometheus(expr: str, namespace: str = ".*") -> str:
     """A dashboard query with Grafana's variables filled in."""
-    return expr.replace("$crawl", CRAWL).replace("$__rate_interval", "1m")
+    return expr.replace("$namespace", namespace).replace("$crawl", CRAWL).replace("$__rate_interval", "1m")
 
 
 def test_prometheus_scrapes_the_workers_and_every_query_finds_data(
@@ -78,7 +81,7 @@ def test_prometheus_scrapes_the_workers_and_every_query_finds_data(
     push_seeds(RedisRequestQueue(client, CrawlKeys(CRAWL), "test-seeder"), [(1, UNREACHABLE)])
     workers = start_workers(tmp_path, redis_url, demo_site.url)
     try:
-        server = prometheus([metrics_target(process, log) for process, log in workers])
+        server = prometheus([metrics_target(process, log) for process, log in workers], namespaces=NAMESPACES)
         pages = len(demo_site.site.expected_urls(demo_site.url))
         wait_until_crawled(client, pages, workers)
 
@@ -90,11 +93,22 @@ def test_prometheus_scrapes_the_workers_and_every_query_finds_data(
         assert len(server.query('up{job="hermit-worker"} == 1')) == WORKERS
         assert server.query(f'sum(hermit_errors_total{{crawl="{CRAWL}", kind="download"}}) > 0')
         assert CRAWL in server.api("label/crawl/values", **{"match[]": "hermit_build_info"})["data"]
+        # What the dashboards' namespace variable lists; the crawl-wide values stay one per namespace.
+        assert server.api("label/namespace/values", **{"match[]": "hermit_build_info"})["data"] == NAMESPACES
+        per_namespace = server.query(f'max by (namespace, crawl) (hermit_crawl_items{{crawl="{CRAWL}"}})')
+        assert sorted((s["metric"]["namespace"], float(s["value"][1])) for s in per_namespace) == [
+            (namespace, pages) for namespace in NAMESPACES]
         # rate() and deriv() need two samples of each series: a few more scrapes.
         server.wait_for('min(count_over_time(up{job="hermit-worker"}[1m]))', 3, at_least=True)
 
-        no_data = [(title, expr) for title, expr in dashboard_queries if not server.query(for_prometheus(expr))]
+        # Every query finds data with all namespaces and with each one chosen; with one,
+        # only that namespace's series.
+        no_data = [(namespace, title, expr) for namespace in [".*", *NAMESPACES] for title, expr in dashboard_queries
+                   if not server.query(for_prometheus(expr, namespace))]
         assert no_data == [], f"dashboard queries without data: {no_data}"
+        for title, expr in dashboard_queries:
+            for series in server.query(for_prometheus(expr, "team-a")):
+                assert series["metric"].get("namespace", "team-a") == "team-a", (title, series["metric"])
 
         missing = server.metrics_missing(alert_rules, _METRIC)
         assert missing == set(), f"alert rules on metrics no worker exports: {missing}"
