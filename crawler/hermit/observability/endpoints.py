@@ -1,6 +1,7 @@
 """Where the metrics and diagnostics endpoints listen: their settings, checked.
 
-``HERMIT_METRICS_*`` and ``HERMIT_DIAGNOSTICS_*`` (defaults in :mod:`hermit.settings`).
+``HERMIT_METRICS_*`` and ``HERMIT_DIAGNOSTICS_*``, read through the settings table
+(:mod:`hermit.settings`: their defaults, parsers and bounds).
 A disabled endpoint, or one whose settings are unusable, raises ``NotConfigured``
 with the reason: Scrapy then logs "Disabled <extension>: <reason>" and the crawl
 goes on without it.
@@ -11,11 +12,12 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from scrapy.exceptions import NotConfigured
 
-from hermit.setting_spec import EnvironmentVariable
+from hermit.setting_spec import EnvironmentVariable, InvalidValue, SettingSource
+from hermit.settings import read
 
 if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
@@ -49,32 +51,19 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-def _host(settings: BaseSettings, name: str, default: str) -> str:
-    host = settings.get(name, default)
-    if not isinstance(host, str) or not host.strip():
-        raise NotConfigured(f"{name} must be a host name or address, got {host!r}")
-    return host.strip()
-
-
-def _port(settings: BaseSettings, name: str, default: int) -> int:
-    raw = settings.get(name, default)
+def _read(settings: SettingSource, name: str) -> Any:
+    """Setting *name*, checked; a value it can't use disables the endpoint (NotConfigured)."""
     try:
-        port = int(raw)
-    except (TypeError, ValueError):
-        raise NotConfigured(f"{name} must be a port number (0 = any free port), got {raw!r}") from None
-    if not 0 <= port <= 65535:
-        raise NotConfigured(f"{name} must be between 0 and 65535 (0 = any free port), got {raw!r}")
-    return port
+        return read(settings, name)
+    except InvalidValue as exc:
+        raise NotConfigured(str(exc)) from None
 
 
 def metrics_endpoint(settings: BaseSettings) -> Endpoint:
     """``HERMIT_METRICS_HOST``/``_PORT``; ``NotConfigured`` if ``HERMIT_METRICS_ENABLED`` is off."""
-    if not settings.getbool("HERMIT_METRICS_ENABLED", True):
+    if not _read(settings, "HERMIT_METRICS_ENABLED"):
         raise NotConfigured("HERMIT_METRICS_ENABLED is off")
-    return Endpoint(
-        host=_host(settings, "HERMIT_METRICS_HOST", "0.0.0.0"),
-        port=_port(settings, "HERMIT_METRICS_PORT", 9410),
-    )
+    return Endpoint(host=_read(settings, "HERMIT_METRICS_HOST"), port=_read(settings, "HERMIT_METRICS_PORT"))
 
 
 def diagnostics_endpoint(settings: BaseSettings) -> Endpoint:
@@ -83,17 +72,16 @@ def diagnostics_endpoint(settings: BaseSettings) -> Endpoint:
     A host that is not loopback needs a token: the endpoint shows URLs the crawler
     holds and can start tracemalloc, which is nobody else's business.
     """
-    if not settings.getbool("HERMIT_DIAGNOSTICS_ENABLED", True):
+    if not _read(settings, "HERMIT_DIAGNOSTICS_ENABLED"):
         raise NotConfigured("HERMIT_DIAGNOSTICS_ENABLED is off")
-    host = _host(settings, "HERMIT_DIAGNOSTICS_HOST", "127.0.0.1")
-    port = _port(settings, "HERMIT_DIAGNOSTICS_PORT", 9411)
-    token = settings.get("HERMIT_DIAGNOSTICS_TOKEN") or os.environ.get(TOKEN_ENVIRONMENT_VARIABLE) or None
-    if token is not None and (not isinstance(token, str) or not token.strip()):
-        raise NotConfigured("HERMIT_DIAGNOSTICS_TOKEN must be a non-empty string")
+    host = _read(settings, "HERMIT_DIAGNOSTICS_HOST")
+    port = _read(settings, "HERMIT_DIAGNOSTICS_PORT")
+    # The variable has the setting's name, and its value is checked as the setting's is.
+    token = _read(settings, "HERMIT_DIAGNOSTICS_TOKEN") or _read(os.environ, TOKEN_ENVIRONMENT_VARIABLE)
     if token is None and not is_loopback(host):
         raise NotConfigured(
             f"HERMIT_DIAGNOSTICS_HOST is {host!r}, not a loopback address: set HERMIT_DIAGNOSTICS_TOKEN "
             f"(or the {TOKEN_ENVIRONMENT_VARIABLE} environment variable) to serve diagnostics there; "
             "the diagnostics endpoint is not started"
         )
-    return Endpoint(host=host, port=port, token=token.strip() if token else None)
+    return Endpoint(host=host, port=port, token=token)

@@ -29,7 +29,8 @@ from hermit.observability.http_server import BackgroundHTTPServer
 from hermit.observability.live_object_metrics import LiveObjectsCollector
 from hermit.observability.metrics_app import METRICS_PATH, MetricsApp, Registries
 from hermit.observability.stats_metrics import ScrapyStatsCollector
-from hermit.settings import WorkerConfig
+from hermit.setting_spec import InvalidValue
+from hermit.settings import WorkerConfig, read
 from hermit.worker import engine_hooks
 from hermit.worker.scheduler import scheduler_for
 
@@ -89,11 +90,11 @@ def register_worker_metrics(
 class MetricsExtension:
     """Serves the worker's metrics at ``http://HERMIT_METRICS_HOST:HERMIT_METRICS_PORT/metrics``.
 
-    Settings: ``HERMIT_METRICS_ENABLED`` (True), ``HERMIT_METRICS_HOST`` ("0.0.0.0"),
-    ``HERMIT_METRICS_PORT`` (9410; 0 = a free port, logged),
-    ``HERMIT_METRICS_FINAL_SCRAPE_TIMEOUT_SECONDS`` (0: when the spider closes, wait up
+    Settings (defaults and bounds in :mod:`hermit.settings`): ``HERMIT_METRICS_ENABLED``,
+    ``HERMIT_METRICS_HOST``, ``HERMIT_METRICS_PORT`` (0 = a free port, logged),
+    ``HERMIT_METRICS_FINAL_SCRAPE_TIMEOUT_SECONDS`` (when the spider closes, wait up
     to this long for one more scrape, so the last counts — a recycle among them —
-    reach Prometheus).
+    reach Prometheus; 0 = don't).
 
     Exports the default registry (the process collector's
     ``process_resident_memory_bytes`` and the rest, and anything the project
@@ -127,13 +128,10 @@ class MetricsExtension:
     def from_crawler(cls, crawler: Crawler) -> MetricsExtension:
         settings = crawler.settings
         endpoint = metrics_endpoint(settings)
-        raw = settings.get("HERMIT_METRICS_FINAL_SCRAPE_TIMEOUT_SECONDS", 0)
         try:
-            timeout = float(raw)
-        except (TypeError, ValueError):
-            timeout = -1.0
-        if timeout < 0:
-            raise NotConfigured(f"HERMIT_METRICS_FINAL_SCRAPE_TIMEOUT_SECONDS must be a number >= 0, got {raw!r}")
+            timeout = read(settings, "HERMIT_METRICS_FINAL_SCRAPE_TIMEOUT_SECONDS")
+        except InvalidValue as exc:
+            raise NotConfigured(str(exc)) from None
         return cls(crawler, endpoint, timeout)
 
     def build_registry(self, config: WorkerConfig) -> None:
