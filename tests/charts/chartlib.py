@@ -72,12 +72,24 @@ def worker_health_path() -> str:
     raise AssertionError("HEALTH_PATH not found in crawler/hermit/observability/metrics_app.py")
 
 
+#: The modules that declare the worker's settings (``Setting("NAME", default, ...)``):
+#: the table in settings.py, and the Bloom filter's sizing beside the filter.
+SETTING_MODULES = ("crawler/hermit/settings.py", "crawler/hermit/dedup/sizing.py")
+
+
 def default_settings() -> dict[str, object]:
-    """DEFAULT_SETTINGS of crawler/hermit/settings.py, read without importing Hermit."""
-    tree = ast.parse((REPO / "crawler" / "hermit" / "settings.py").read_text())
-    for node in tree.body:
-        target = node.target if isinstance(node, ast.AnnAssign) else (
-            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
-        if isinstance(target, ast.Name) and target.id == "DEFAULT_SETTINGS":
-            return {ast.literal_eval(k): v for k, v in zip(node.value.keys, node.value.values)}
-    raise AssertionError("DEFAULT_SETTINGS not found in crawler/hermit/settings.py")
+    """Every worker setting's name -> its default (None when it is not a literal), read
+    from the ``Setting(...)`` declarations without importing Hermit."""
+    found: dict[str, object] = {}
+    for module in SETTING_MODULES:
+        for node in ast.walk(ast.parse((REPO / module).read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Setting"
+                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                try:
+                    default = ast.literal_eval(node.args[1]) if len(node.args) > 1 else None
+                except ValueError:
+                    default = None
+                found[node.args[0].value] = default
+    if "HERMIT_REDIS_URL" not in found or "HERMIT_DEDUP_CAPACITY" not in found:
+        raise AssertionError(f"no Setting(...) declarations of the worker's settings found in {SETTING_MODULES}")
+    return found
