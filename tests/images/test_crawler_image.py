@@ -70,7 +70,7 @@ def test_hermit_help_on_a_read_only_root(crawler_image):
 def test_healthcheck_is_declared(crawler_image):
     config = json.loads(podman("image", "inspect", crawler_image).stdout)[0]
     check = config.get("Healthcheck") or config["Config"].get("Healthcheck")
-    assert check and "/metrics" in " ".join(check["Test"])
+    assert check and "/healthz" in " ".join(check["Test"])
 
 
 # Large enough that the worker is still crawling when it is stopped.
@@ -91,7 +91,7 @@ def test_sigterm_drains_and_nothing_is_lost(crawler_image, container_names, redi
         "-s", "HERMIT_DIAGNOSTICS_PORT=0", "-s", "HERMIT_DRAIN_TIMEOUT_SECONDS=30",
     )
     wait_for(lambda: int(client.hget(keys.stats, "acked") or 0) >= 20, 120, "the worker to crawl 20 pages")
-    # The image's HEALTHCHECK (the worker's /metrics) passes while it crawls.
+    # The image's HEALTHCHECK (the worker's /healthz) passes while it crawls.
     health = wait_for(lambda: podman("healthcheck", "run", name, check=False).returncode == 0, 60,
                       "the HEALTHCHECK to pass")
     assert health
