@@ -38,9 +38,9 @@ demo: venv
 	$(BIN)/hermit crawl --workers 3 --output items.jsonl
 
 ## Regenerate the settings and metrics tables of docs/settings.md and docs/metrics.md
-## from the code (tests/crawler/test_docs_reference.py fails while they are stale).
+## from the code (tests/tools/test_docs_reference.py fails while they are stale).
 docs: venv
-	$(BIN)/python -m hermit.docs_reference
+	$(BIN)/python tools/docs_reference.py
 
 ## Regenerate charts/hermit/README.md from the `## @param` lines of its values.yaml
 ## (tests/charts/test_chart_readme.py fails while it is stale); part of `make docs`.

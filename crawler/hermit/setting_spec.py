@@ -2,9 +2,9 @@
 
 A module that reads a ``HERMIT_*`` name declares it here-typed, next to the code
 that reads it: a :class:`Setting` (a Scrapy setting) or an :class:`EnvironmentVariable`,
-at module level, alone or in a tuple. ``python -m hermit.docs_reference`` (``make
+at module level, alone or in a tuple. ``python tools/docs_reference.py`` (``make
 docs``) collects every declaration in the package and writes the tables of
-docs/settings.md; ``tests/crawler/test_docs_reference.py`` fails when a name the code
+docs/settings.md; ``tests/tools/test_docs_reference.py`` fails when a name the code
 reads is not declared, or when the page is out of date.
 
 A setting's declaration is its one home: name, default, what it means, and how a

@@ -1,24 +1,45 @@
 """The generated references: docs/settings.md and docs/metrics.md match the code.
 
 When one of these fails after a change to a setting or a metric, run ``make docs``
-(``python -m hermit.docs_reference``) and commit the pages with the change.
+(``python tools/docs_reference.py``) and commit the pages with the change.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
+import importlib.util
 import re
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 import hermit
-from hermit import docs_reference
-from hermit.docs_reference import DOCS_DIR, collect_declarations, collect_metric_docs, expected_pages, marker
 from hermit.settings import SETTINGS
+
+TOOLS = Path(__file__).resolve().parents[2] / "tools"
+
+
+def _tool(name: str) -> ModuleType:
+    """tools/<name>.py, imported (the tools are scripts, not a package)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before running it: its dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+docs_reference = _tool("docs_reference")
+DOCS_DIR = docs_reference.DOCS_DIR
+collect_declarations = docs_reference.collect_declarations
+collect_metric_docs = docs_reference.collect_metric_docs
+expected_pages = docs_reference.expected_pages
+marker = docs_reference.marker
 
 PACKAGE = Path(hermit.__file__).resolve().parent
 HERMIT_NAME = re.compile(r"HERMIT_[A-Z0-9]+(?:_[A-Z0-9]+)*")
@@ -130,7 +151,7 @@ def test_every_metric_name_in_the_observability_code_is_in_the_metrics_reference
     missing = {name: where for name, where in named.items() if name not in families}
     assert not missing, (
         f"metric names in the code that the generator did not collect: {missing}. If a family is exported "
-        "only in some state, add that state to _CONDITIONS in hermit/docs_reference.py; then run `make docs`"
+        "only in some state, add that state to _CONDITIONS in tools/docs_reference.py; then run `make docs`"
     )
     page = pages[DOCS_DIR / "metrics.md"]
     assert all(f"`{doc.name}`" in page for doc in collect_metric_docs())
