@@ -20,14 +20,20 @@ PREFETCH = 4
 CONCURRENCY = 4
 #: What killed workers can hold leased (prefetch + downloads): pages fetched twice at most.
 IN_FLIGHT = WORKERS * (PREFETCH + CONCURRENCY)
+#: Leases that outlast any stall of a live worker on a loaded machine (a heartbeat every
+#: third of it): a lease expires only when its worker is gone.
+LONG_LEASE_SECONDS = 30
+#: Leases of killed workers that the resumed crawl waits for: still several heartbeats
+#: of margin for the live ones.
+KILLED_LEASE_SECONDS = 10
 
 
-def crawl_args(*extra: str) -> list[str]:
+def crawl_args(*extra: str, lease_seconds: int = LONG_LEASE_SECONDS) -> list[str]:
     return [
         "crawl", "--workers", str(WORKERS), "--pages", str(PAGES), "--state-dir", "state",
         "-o", "items.jsonl", "--log-dir", "logs", "--idle-close-seconds", "2", "--drain-timeout", "20",
         "-s", f"CONCURRENT_REQUESTS={CONCURRENCY}", "-s", f"HERMIT_PREFETCH_REQUESTS={PREFETCH}",
-        "-s", "HERMIT_LEASE_TIMEOUT_SECONDS=3", *extra,
+        "-s", f"HERMIT_LEASE_TIMEOUT_SECONDS={lease_seconds}", *extra,
     ]
 
 
@@ -66,7 +72,7 @@ def test_a_second_ctrl_c_stops_at_once_and_leases_come_back_on_resume(
 ):
     # A download delay keeps requests in the workers while they drain, so the
     # second Ctrl-C finds them busy.
-    args = crawl_args("-s", "DOWNLOAD_DELAY=0.2")
+    args = crawl_args("-s", "DOWNLOAD_DELAY=0.2", lease_seconds=KILLED_LEASE_SECONDS)
     first = hermit_terminal(*args, cwd=tmp_path)
     wait_for(lambda: items_written(tmp_path / "state") >= 30, "the first items in the file")
     first.ctrl_c()
@@ -79,7 +85,7 @@ def test_a_second_ctrl_c_stops_at_once_and_leases_come_back_on_resume(
     partial = demo_items(tmp_path / "items.jsonl", PAGES)
     assert partial.duplicates == 0 and partial.lost
 
-    second = hermit_terminal(*crawl_args(), cwd=tmp_path)
+    second = hermit_terminal(*crawl_args(lease_seconds=KILLED_LEASE_SECONDS), cwd=tmp_path)
     assert second.wait() == 0, second.output[-3000:]
     items = demo_items(tmp_path / "items.jsonl", PAGES)
     assert not items.lost and not items.unexpected
@@ -91,7 +97,7 @@ def test_a_second_ctrl_c_stops_at_once_and_leases_come_back_on_resume(
 def test_embedded_redis_killed_mid_crawl_is_restarted_from_its_data(
     tmp_path, hermit_process, demo_items, items_written, crawl_state, wait_for, record_property,
 ):
-    proc = hermit_process(*crawl_args(), cwd=tmp_path)
+    proc = hermit_process(*crawl_args(lease_seconds=KILLED_LEASE_SECONDS), cwd=tmp_path)
     wait_for(lambda: items_written(tmp_path / "state") >= 150, "the first items in the file")
     first_redis = crawl_state(tmp_path / "state")["redis_pid"]
     os.kill(first_redis, signal.SIGKILL)
@@ -109,7 +115,7 @@ def test_embedded_redis_killed_mid_crawl_is_restarted_from_its_data(
 def test_sigkill_of_hermit_crawl_leaves_no_process_and_the_same_command_resumes(
     tmp_path, hermit_process, demo_items, items_written, wait_for, record_property,
 ):
-    args = crawl_args()
+    args = crawl_args(lease_seconds=KILLED_LEASE_SECONDS)
     proc = hermit_process(*args, cwd=tmp_path)
     wait_for(lambda: items_written(tmp_path / "state") >= 150, "the first items in the file")
     children = psutil.Process(proc.pid).children(recursive=True)
@@ -133,7 +139,9 @@ def test_sigkill_of_hermit_crawl_leaves_no_process_and_the_same_command_resumes(
 def test_sigterm_ends_the_crawl_whatever_redis_does_and_it_resumes(
     tmp_path, hermit_process, demo_items, items_written, crawl_state, wait_for, redis_state, record_property,
 ):
-    args = crawl_args("--drain-timeout", "3")
+    # A frozen Redis keeps the drained workers' leases: the resumed crawl waits for them.
+    args = crawl_args("--drain-timeout", "3",
+                      lease_seconds=KILLED_LEASE_SECONDS if redis_state == "frozen" else LONG_LEASE_SECONDS)
     proc = hermit_process(*args, cwd=tmp_path)
     if redis_state == "starting":
         # Redis and the demo site up, the workers only being started.

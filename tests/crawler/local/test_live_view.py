@@ -29,9 +29,10 @@ def test_each_worker_row_shows_its_metrics_and_diagnostics_addresses(tmp_path, r
                     scraped.append(response.read())
         assert "pages" in plain_line(status, pool, progress, rss)
 
+    # Leases long enough that none expires on a loaded machine: each page is written once.
     options = LocalCrawlOptions(
         workers=2, redis_url=redis_url, crawl="view", output=tmp_path / "items.jsonl", log_dir=tmp_path / "logs",
-        idle_close_seconds=2.0, lease_timeout_seconds=3.0, spider_args={"url": demo_site.url}, refresh_seconds=0.2,
+        idle_close_seconds=2.0, lease_timeout_seconds=30.0, spider_args={"url": demo_site.url}, refresh_seconds=0.2,
         settings={"CONCURRENT_REQUESTS": "4"},
     )
     result = LocalCrawl(options, on_refresh=on_refresh).run()

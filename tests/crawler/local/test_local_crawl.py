@@ -27,12 +27,17 @@ from hermit.redis_server import EmbeddedRedis
 
 PREFETCH = 8
 CONCURRENCY = 8
+#: Leases that outlast any stall of a worker on a loaded machine: none expires unless its worker is gone.
+LONG_LEASE_SECONDS = 30.0
+#: Leases that a killed worker's replacement gets back soon (tests that count expired leases).
+SHORT_LEASE_SECONDS = 3.0
 
 
 def options(tmp_path: Path, redis_url: str, site_url: str, **overrides) -> LocalCrawlOptions:
     base = dict(
         workers=3, redis_url=redis_url, crawl="t", output=tmp_path / "items.jsonl", log_dir=tmp_path / "logs",
-        idle_close_seconds=2.0, lease_timeout_seconds=3.0, spider_args={"url": site_url}, refresh_seconds=0.2,
+        idle_close_seconds=2.0, lease_timeout_seconds=LONG_LEASE_SECONDS, spider_args={"url": site_url},
+        refresh_seconds=0.2,
         settings={"HERMIT_PREFETCH_REQUESTS": str(PREFETCH), "CONCURRENT_REQUESTS": str(CONCURRENCY),
                   "LOG_LEVEL": "INFO"},
     )
@@ -67,7 +72,7 @@ def test_three_workers_crawl_every_page_once(tmp_path, redis_url, demo_site):
     assert all("scheduler/dequeued/redis" in log for log in logs)
 
 
-def _kill_during_crawl(tmp_path, redis_url, demo_site, signum, kills_at):
+def _kill_during_crawl(tmp_path, redis_url, demo_site, signum, kills_at, lease_timeout_seconds):
     killed: list[tuple[int, int]] = []
 
     def on_refresh(status, pool, progress, rss):
@@ -78,14 +83,16 @@ def _kill_during_crawl(tmp_path, redis_url, demo_site, signum, kills_at):
                 pool.signal_worker(index, signum)
                 killed.append((index, pages))
 
-    result = LocalCrawl(options(tmp_path, redis_url, demo_site.url), on_refresh=on_refresh).run()
+    crawl = options(tmp_path, redis_url, demo_site.url, lease_timeout_seconds=lease_timeout_seconds)
+    result = LocalCrawl(crawl, on_refresh=on_refresh).run()
     assert len(killed) == len(kills_at), "the crawl ended before every kill"
     return result, item_urls(tmp_path / "items.jsonl")
 
 
 @pytest.mark.parametrize("demo_site", [600], indirect=True)
 def test_sigkilled_workers_lose_nothing(tmp_path, redis_url, demo_site, record_property):
-    result, urls = _kill_during_crawl(tmp_path, redis_url, demo_site, signal.SIGKILL, [60, 200, 350])
+    result, urls = _kill_during_crawl(tmp_path, redis_url, demo_site, signal.SIGKILL, [60, 200, 350],
+                                      SHORT_LEASE_SECONDS)
     # Pages fetched twice are at most those the killed workers held leased: their
     # prefetch, downloads, and responses waiting for or in their callbacks.
     expired = result.status.queue.counters.get("expired", 0)
@@ -98,7 +105,7 @@ def test_sigkilled_workers_lose_nothing(tmp_path, redis_url, demo_site, record_p
 
 @pytest.mark.parametrize("demo_site", [600], indirect=True)
 def test_sigterm_returns_unstarted_requests_at_once(tmp_path, redis_url, demo_site):
-    result, urls = _kill_during_crawl(tmp_path, redis_url, demo_site, signal.SIGTERM, [80, 250])
+    result, urls = _kill_during_crawl(tmp_path, redis_url, demo_site, signal.SIGTERM, [80, 250], LONG_LEASE_SECONDS)
     assert_complete(urls, demo_site.site.expected_urls(demo_site.url))
     assert result.restarts == 2
     # A graceful stop gives its leases back itself: none had to expire.
@@ -136,7 +143,8 @@ def test_redis_crash_and_restart_mid_crawl_loses_nothing(tmp_path, demo_site, ap
             server.start()
 
     try:
-        result = LocalCrawl(options(tmp_path, server.url, demo_site.url), on_refresh=on_refresh).run()
+        crawl = options(tmp_path, server.url, demo_site.url, lease_timeout_seconds=SHORT_LEASE_SECONDS)
+        result = LocalCrawl(crawl, on_refresh=on_refresh).run()
     finally:
         server.cleanup()
     assert state["crashed"]
