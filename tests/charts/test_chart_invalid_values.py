@@ -19,6 +19,7 @@ CASES = {
     "unknown top-level key": (["replicaCount=3"], "additional properties 'replicaCount' not allowed"),
     "unknown nested key": (["crawler.memoryBudget.soft=1"], "additional properties 'soft' not allowed"),
     "missing external Redis URL": (["redis.enabled=false"], "set externalRedis.url or externalRedis.existingSecret"),
+    "a CA for the bundled Redis": (["externalRedis.caSecret=redis-ca"], "externalRedis.caSecret: set only when"),
     "external URL that is not a Redis URL": (
         ["redis.enabled=false", "externalRedis.url=http://redis:6379"], "externalRedis"),
     "both autoscalers": (["autoscaling.keda.enabled=true", "autoscaling.hpa.enabled=true"], "not both"),

@@ -143,6 +143,23 @@ def test_redis_url_comes_from_secrets(render):
         "name": secret["metadata"]["name"], "key": "redis-url"}
 
 
+def test_an_external_redis_ca_is_mounted_where_the_url_points(render):
+    url = "rediss://:pw@redis.example:6380/0?ssl_ca_certs=/etc/hermit/redis-ca/ca.crt"
+    result = render(set=["redis.enabled=false", f"externalRedis.url={url}", "externalRedis.caSecret=redis-ca",
+                         "seeds=https://example.com/"])
+    pods = [pod_spec(doc) for doc in workloads(result.docs)
+            if doc["metadata"]["labels"]["app.kubernetes.io/component"] in ("crawler", "seed")]
+    assert len(pods) == 2
+    for spec in pods:
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["redis-ca"]["secret"] == {"secretName": "redis-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+        mount = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}["redis-ca"]
+        assert mount == {"name": "redis-ca", "mountPath": "/etc/hermit/redis-ca", "readOnly": True}
+        assert url.endswith(mount["mountPath"] + "/ca.crt")
+    plain = render(set=["redis.enabled=false", "externalRedis.url=rediss://redis.example:6380/0"])
+    assert all("redis-ca" not in str(pod_spec(doc)) for doc in workloads(plain.docs))
+
+
 def test_user_settings_become_scrapy_arguments(render):
     container = crawler_container(render(VALUES["external-redis-values.yaml"]))
     settings = settings_args(container)

@@ -109,6 +109,28 @@ redis-url
 {{- end -}}
 
 {{/*
+The external Redis' CA certificate (externalRedis.caSecret), for a rediss:// URL whose
+server a private CA signed: the volume, and its mount in a container of a pod that has it.
+*/}}
+{{- define "hermit.redisCaVolume" -}}
+{{- if and (not .Values.redis.enabled) .Values.externalRedis.caSecret }}
+- name: redis-ca
+  secret:
+    secretName: {{ .Values.externalRedis.caSecret }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- end -}}
+{{- define "hermit.redisCaVolumeMount" -}}
+{{- if and (not .Values.redis.enabled) .Values.externalRedis.caSecret }}
+- name: redis-ca
+  mountPath: /etc/hermit/redis-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/*
 Environment giving HERMIT_REDIS_URL (and HERMIT_CRAWL): from the external URL's Secret,
 or built from the bundled Redis' Service and the password Secret. Kubernetes expands
 $(REDIS_PASSWORD) because it is defined first.

@@ -13,6 +13,9 @@ message; all of them are reported at once, then rendering fails.
 {{- if and $v.redis.enabled (or $v.externalRedis.url $v.externalRedis.existingSecret) -}}
 {{- $messages = append $messages "externalRedis: set only when redis.enabled is false (the bundled Redis would be ignored)" -}}
 {{- end -}}
+{{- if and $v.redis.enabled $v.externalRedis.caSecret -}}
+{{- $messages = append $messages "externalRedis.caSecret: set only when redis.enabled is false (the bundled Redis speaks no TLS)" -}}
+{{- end -}}
 {{- if and $v.externalRedis.url (not (regexMatch "^rediss?://" $v.externalRedis.url)) -}}
 {{- $messages = append $messages "externalRedis.url must start with redis:// or rediss://" -}}
 {{- end -}}
