@@ -70,14 +70,18 @@ def test_release_returns_unstarted_requests_at_once_to_the_head(redis_client):
 
 
 def test_dead_workers_leases_return_after_the_timeout(redis_client):
-    dead = make_queue(redis_client, "dead", lease_timeout_seconds=0.3)
-    alive = make_queue(redis_client, "alive", lease_timeout_seconds=0.3)
+    # 2 s leases: the checks before the deadline hold however slow a loaded machine is
+    # between the lease and them (they take milliseconds).
+    dead = make_queue(redis_client, "dead", lease_timeout_seconds=2)
+    alive = make_queue(redis_client, "alive", lease_timeout_seconds=2)
     dead.push_many(entries(5))
+    leased_at = time.monotonic()
     assert len(dead.lease(5)) == 5
     # Before the deadline the leases stay put.
     assert alive.heartbeat() == (0, 0)
     assert alive.status().leased == 5
-    time.sleep(0.45)
+    assert time.monotonic() - leased_at < 2, "the machine stalled past the lease timeout"
+    time.sleep(2.2 - (time.monotonic() - leased_at))
     reaped, returned = alive.heartbeat()
     assert (reaped, returned) == (1, 5)
     status = alive.status()
@@ -104,12 +108,15 @@ def test_a_resent_batch_of_items_is_appended_once(redis_client):
 
 
 def test_heartbeat_keeps_a_live_worker_leases(redis_client):
-    worker = make_queue(redis_client, "slow", lease_timeout_seconds=0.3)
-    other = make_queue(redis_client, "other", lease_timeout_seconds=0.3)
+    # Heart-beats 0.5 s apart keep 2 s leases for 3 s, past their timeout; a machine
+    # stalled 1.5 s between two of them would still not lose them.
+    worker = make_queue(redis_client, "slow", lease_timeout_seconds=2)
+    other = make_queue(redis_client, "other", lease_timeout_seconds=2)
     worker.push_many(entries(2))
+    started = time.monotonic()
     worker.lease(2)
-    for _ in range(5):
-        time.sleep(0.1)
+    while time.monotonic() - started < 3:
+        time.sleep(0.5)
         worker.heartbeat()
         assert other.heartbeat() == (0, 0)
     assert other.status().leased == 2
