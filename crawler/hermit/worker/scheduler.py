@@ -32,6 +32,7 @@ from hermit.redis_client import connect, worker_timeouts
 from hermit.settings import WorkerConfig
 from hermit.worker import engine_hooks
 from hermit.worker.known_fingerprints import KnownFingerprints
+from hermit.worker.leases import WorkerLeases
 from hermit.worker.outbox import Outbox
 from hermit.worker.redis_health import RedisHealth
 from hermit.redis_url import redact_url
@@ -100,6 +101,7 @@ class HermitScheduler(BaseScheduler):
         self.client: redis.Redis | None = None
         self.queue: Frontier | None = None
         self.outbox: Outbox | None = None
+        self.leases: WorkerLeases | None = None
         self._outbox_thread: ThreadPoolExecutor | None = None
         self._prefetched: deque[tuple[Lease, Request]] = deque()
         self._in_progress: dict[Request, Lease] = {}
@@ -107,7 +109,6 @@ class HermitScheduler(BaseScheduler):
         self._downloaded: set[Request] = set()
         self._wake_call: Any = None
         self._next_poll = 0.0
-        self._next_heartbeat = 0.0
         self._done_since: float | None = None
         self._done_checked = -1e9
         self._crawl_has_work = True
@@ -160,6 +161,7 @@ class HermitScheduler(BaseScheduler):
             lease_timeout_seconds=config.lease_timeout_seconds, bloom=config.bloom,
             politeness=config.politeness, idle_poll_seconds=config.idle_poll_seconds,
         )
+        self.leases = WorkerLeases(self.queue, self.stats, self.health, config.lease_timeout_seconds)
         from twisted.internet import reactor  # the one Scrapy installed, not a default
 
         # The outbox sends from its own thread, so parsing goes on while Redis runs
@@ -195,20 +197,12 @@ class HermitScheduler(BaseScheduler):
             self._ticker.stop()
         if self._wake_call is not None and self._wake_call.active():
             self._wake_call.cancel()
-        if self.queue is None or self.outbox is None or self.client is None or self._closed:
+        if self.leases is None or self.outbox is None or self.client is None or self._closed:
             return
         self._closed = True
         flushed = self._flush_before_exit()
         if flushed:
-            try:
-                returned = self.queue.release(None)
-            except redis.RedisError as exc:
-                logger.warning("Could not return leases at close (%s); they expire in %.0fs",
-                               exc, self.config.lease_timeout_seconds)
-            else:
-                if returned:
-                    self.stats.inc_value("hermit/leases/returned", returned)
-                    logger.info("Returned %d unprocessed requests to the queue", returned)
+            self.leases.release_all()
         else:
             logger.warning(
                 "Redis unreachable at close: %d writes not sent; this worker's leases return "
@@ -311,7 +305,8 @@ class HermitScheduler(BaseScheduler):
             if not self.outbox.flush():
                 return
         if not self._in_progress:
-            self._return_stale_leases()
+            assert self.leases is not None
+            self.leases.return_stale()
         try:
             leases = self.queue.lease(self._lease_count(), self._in_flight_by_host())
         except redis.RedisError as exc:
@@ -382,23 +377,6 @@ class HermitScheduler(BaseScheduler):
         self._downloaded.add(request)
         self.outbox.downloaded(Ack(lease.id, lease.host, outcome, retry_after_seconds))
         self._next_poll = 0.0  # a slot came free: maybe ours to take
-
-    def _return_stale_leases(self) -> None:
-        """Return leases Redis says this worker holds while it holds none.
-
-        That happens only if Redis lost its last writes (a crash with ``appendfsync
-        everysec`` or no persistence): the acks that were lost leave leases that no
-        request in this worker will ever ack, and the crawl would never look done.
-        """
-        assert self.queue is not None
-        try:
-            returned = self.queue.release(None)
-        except redis.RedisError as exc:
-            self.health.failed(exc, "checking for stale leases")
-            return
-        if returned:
-            self.stats.inc_value("hermit/leases/stale_returned", returned)
-            logger.warning("Returned %d leases this worker no longer held (Redis lost recent writes?)", returned)
 
     def _dead_letter(self, lease: Lease, reason: str) -> None:
         assert self.queue is not None
@@ -474,21 +452,13 @@ class HermitScheduler(BaseScheduler):
             self._next_poll = 0.0
 
     def _heartbeat(self) -> None:
-        assert self.queue is not None
-        self._next_heartbeat = time.monotonic() + self.config.lease_timeout_seconds / 3
-        try:
-            _, returned = self.queue.heartbeat()
-        except redis.RedisError as exc:
-            self.stats.inc_value("hermit/redis/errors")
-            self.health.failed(exc, "renewing leases")
-            return
-        self.health.succeeded()
-        if returned:
-            self._next_poll = 0.0
+        assert self.leases is not None
+        if self.leases.heartbeat():
+            self._next_poll = 0.0  # leases of a dead worker came back: work to lease
 
     def _tick(self) -> None:
         # Heart-beat while draining too: in-flight requests keep their leases.
-        if time.monotonic() >= self._next_heartbeat and self.health.available():
+        if self.leases is not None and self.leases.heartbeat_due():
             self._heartbeat()
         if engine_hooks.is_closing(self.crawler):
             self._return_unstarted()
@@ -498,17 +468,10 @@ class HermitScheduler(BaseScheduler):
 
     def _return_unstarted(self) -> None:
         """Give back prefetched requests as soon as the engine starts closing."""
-        if not self._prefetched or self.queue is None:
+        if not self._prefetched or self.leases is None:
             return
-        leases = [lease for lease, _ in self._prefetched]
-        try:
-            returned = self.queue.release(leases)
-        except redis.RedisError as exc:
-            self.health.failed(exc, "returning unstarted requests")
-            return
-        self._prefetched.clear()
-        self.stats.inc_value("hermit/leases/returned", returned)
-        logger.info("Stopping: returned %d unstarted requests to the queue", returned)
+        if self.leases.return_unstarted([lease for lease, _ in self._prefetched]):
+            self._prefetched.clear()
 
     def _read_crawl_state(self) -> None:
         """Read whether the crawl has work and since when it is done (at most once per idle poll)."""
