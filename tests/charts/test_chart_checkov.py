@@ -10,7 +10,6 @@ import json
 import subprocess
 
 from chartlib import CI_VALUES
-from test_chart_render import monitoring_files_missing
 
 #: Checks skipped everywhere, with why.
 SKIPPED = {
@@ -42,8 +41,6 @@ WITHOUT_PROBES = {"minimal-values.yaml", "podman-values.yaml"}
 def test_checkov_finds_nothing_unjustified(render, venv_tool, tmp_path):
     rendered = {}
     for values in CI_VALUES:
-        if values.name == "monitoring-values.yaml" and monitoring_files_missing():
-            continue  # see test_chart_render: pending monitoring/
         result = render(values, set=["seeds=https://example.com/"])
         assert result.returncode == 0, result.stderr
         (tmp_path / values.name).write_text(result.stdout)

@@ -12,13 +12,6 @@ from chartlib import CHART, CI_VALUES, KUBERNETES_VERSIONS
 CUSTOM_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject"}
 
 
-def monitoring_files_missing() -> list[str]:
-    """Which of the copies of monitoring/ ci/monitoring-values.yaml needs are missing."""
-    files = CHART / "files" / "monitoring"
-    return [kind for kind, pattern in (("rules", "rules/*.yaml"), ("dashboards", "dashboards/*.json"))
-            if not list(files.glob(pattern))]
-
-
 def test_every_values_file_is_covered():
     names = {path.name for path in CI_VALUES}
     assert names >= {
