@@ -404,7 +404,7 @@ class ShardedBloomFilter:
     ``info`` and ``memory_usage_bytes``; with one shard it is that filter.
     """
 
-    def __init__(self, client: redis.Redis, keys: CrawlKeys, shards: int, *, capacity: int = 1_000_000,
+    def __init__(self, client: redis.Redis, keys: CrawlKeys, shards: int, *, capacity: int = DEDUP_CAPACITY.default,
                  **sizing: object) -> None:
         self.shards = shards
         keys = layout_keys(client, keys) if shards > 1 else keys
