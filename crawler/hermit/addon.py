@@ -41,9 +41,10 @@ class Addon:
 
     def update_settings(self, settings: BaseSettings) -> None:
         settings.set("SCHEDULER", SCHEDULER, "addon")
-        from hermit.worker.items import RedisItemSink
+        from hermit.items.sink import RedisItemSink
+        from hermit.settings import read
 
-        if settings.getbool("HERMIT_ITEMS_ENABLED", True):
+        if read(settings, "HERMIT_ITEMS_ENABLED"):
             settings.set_in_component_priority_dict("ITEM_PIPELINES", RedisItemSink, ITEM_SINK_ORDER)
         # The telnet console and Scrapy 2.19's remote control are remote Python shells
         # (the latter also writes a job file under $HOME, which a read-only container

@@ -41,6 +41,7 @@ def _lua_files(package: str, folder: str = "") -> dict[str, str]:
 SCRIPT_FILES = {
     **{name: text for name, text in _lua_files("hermit.queue", "scripts").items() if name != "hosts.lua"},
     **{name: text for name, text in _lua_files("hermit.dedup").items() if name != "bloom.lua"},
+    **_lua_files("hermit.items"),
 }
 
 

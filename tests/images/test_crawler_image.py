@@ -16,7 +16,7 @@ import redis
 from imagelib import CHART, OPERATOR_IMAGE, REPO, podman
 
 from hermit.crawl_status import read_crawl_status
-from hermit.items_export import export_items
+from hermit.items.export import export_items
 from hermit.keys import CrawlKeys
 from tests.scrapy_project import write_scrapy_project
 

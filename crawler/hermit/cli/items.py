@@ -11,7 +11,7 @@ import redis
 
 from hermit import redis_client
 from hermit.cli.options import connect, crawl_keys, crawl_option, prefix_option, redis_option
-from hermit.items_export import export_items
+from hermit.items.export import export_items
 
 
 @click.group("items")

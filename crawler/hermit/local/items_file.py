@@ -19,7 +19,7 @@ from typing import IO
 
 import redis
 
-from hermit.items_export import export_items
+from hermit.items.export import export_items
 from hermit.keys import CrawlKeys
 from hermit.local.state import ItemsCursor
 

@@ -32,7 +32,7 @@ from hermit.observability.stats_metrics import ScrapyStatsCollector
 from hermit.setting_spec import InvalidValue
 from hermit.settings import WorkerConfig, read
 from hermit.worker import engine_hooks
-from hermit.worker.scheduler import scheduler_for
+from hermit.worker.session import session_of
 
 if TYPE_CHECKING:
     from scrapy import Request, Spider
@@ -155,9 +155,9 @@ class MetricsExtension:
             return False
 
     def spider_opened(self, spider: Spider) -> None:
-        # The open scheduler's own config: its worker id is drawn at random unless set.
-        scheduler = scheduler_for(self.crawler)
-        config = scheduler.config if scheduler is not None else WorkerConfig.from_settings(
+        # The open worker's own config: its worker id is drawn at random unless set.
+        session = session_of(self.crawler)
+        config = session.config if session is not None else WorkerConfig.from_settings(
             self.crawler.settings, spider.name)
         self.build_registry(config)
         registries = [self.registry] if self.default_registry is None else [self.default_registry, self.registry]

@@ -41,17 +41,15 @@ import redis
 
 from hermit.dedup.bloom import BLOOM_LUA, RedisBloomFilter, fingerprint_hashes
 from hermit.dedup.sizing import DEDUP_CAPACITY, DEDUP_ERROR_RATIO, DEDUP_GROWTH, DEDUP_MAX_CHUNK_BITS
+from hermit.items.stream import ADD_ITEMS_LUA, add_items_call
 from hermit.keys import CrawlKeys
 from hermit.queue.script_calls import run_script
-from hermit.queue.shards import check_shards, crawl_shards, host_shard, shard_keys
+from hermit.queue.shards import check_shards, host_shard, shard_keys
 
 logger = logging.getLogger(__name__)
 
 QUEUE_ORDERS = ("fifo", "lifo")
 
-
-#: How long the number of a worker's last landed write batch is kept.
-FLUSH_MARKER_SECONDS = 7 * 24 * 3600
 
 #: How long a worker holds the hosts it picked before it leases from them: only a
 #: worker that dies between its two lease round trips leaves them waiting this long.
@@ -293,7 +291,7 @@ class RedisRequestQueue:
         self._requeue = client.register_script(hosts + "\n" + _script("requeue.lua"))
         self._heartbeat = client.register_script(_script("heartbeat.lua"))
         self._ack = client.register_script(hosts + "\n" + _script("ack.lua"))
-        self._add_items = client.register_script(_script("add_items.lua"))
+        self._add_items = client.register_script(ADD_ITEMS_LUA)
         self._receive = client.register_script(hosts + "\n" + _script("receive.lua"))
         self._trim_handoff = client.register_script(_script("trim_handoff.lua"))
 
@@ -423,8 +421,7 @@ class RedisRequestQueue:
         """
         if not items:
             return
-        run_script(self._add_items, [self.keys.items, self.keys.flushed(self.worker_id)],
-             [batch, FLUSH_MARKER_SECONDS, *items], client)
+        run_script(self._add_items, *add_items_call(self.keys, self.worker_id, items, batch), client)
 
     def release(self, leases: Sequence[Lease] | None = None) -> int:
         """Return leases to the head of their hosts' queues; all of this worker's (and

@@ -31,7 +31,7 @@ from hermit.settings import crawl_limits
 from hermit.worker import engine_hooks
 from hermit.worker.redis_health import RedisHealth
 from hermit.worker.exit_codes import CRAWL_LIMIT_REASONS
-from hermit.worker.scheduler import scheduler_for
+from hermit.worker.session import session_of
 
 if TYPE_CHECKING:
     from scrapy import Request, Spider
@@ -90,16 +90,16 @@ class CrawlLimits:
         return cls(crawler, limits.pagecount, limits.itemcount)
 
     def spider_opened(self, spider: Spider) -> None:
-        scheduler = scheduler_for(self.crawler)
-        if scheduler is None:
+        session = session_of(self.crawler)
+        if session is None:
             if self.limited:
                 logger.error("HERMIT_CRAWL_PAGECOUNT and HERMIT_CRAWL_ITEMCOUNT need the Hermit scheduler; "
                              "they are ignored")
             return
-        config = scheduler.config
+        config = session.config
         # A client of its own: the last counts are added after the scheduler has closed.
         self.client = connect(config.redis_url, **worker_timeouts(config.redis_socket_timeout_seconds))
-        self.keys = scheduler.keys
+        self.keys = session.keys
         self.health = RedisHealth(config.redis_retry_max_seconds)
         if not self.limited:
             return

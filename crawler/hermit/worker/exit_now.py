@@ -12,6 +12,8 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from hermit.worker.session import session_of
+
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
@@ -19,13 +21,11 @@ logger = logging.getLogger(__name__)
 
 
 def exit_now(crawler: Crawler, code: int, why: str) -> None:
-    from hermit.worker.scheduler import scheduler_for
-
     logger.error("%s: returning leases and exiting now (exit status %d)", why, code)
-    scheduler = scheduler_for(crawler)
-    if scheduler is not None:
+    session = session_of(crawler)
+    if session is not None:
         try:
-            scheduler.close("exit_now")
+            session.close("exit_now")
         except Exception:  # the exit must happen whatever went wrong here
             logger.exception("Could not return every lease; the rest expire with this worker's lease timeout")
     logging.shutdown()

@@ -27,7 +27,8 @@ from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
 from hermit.queue.hosts import HostControl, clean_key
-from hermit.worker.scheduler import scheduler_for
+from hermit.settings import read
+from hermit.worker.session import session_of
 
 if TYPE_CHECKING:
     from scrapy import Request, Spider
@@ -97,9 +98,9 @@ class HostSignalsMiddleware:
         return cls(crawler)
 
     def _note(self, request: Request, outcome: str, retry_after: float = 0.0) -> None:
-        scheduler = scheduler_for(self.crawler)
-        if scheduler is not None:
-            scheduler.download_finished(request, outcome, retry_after)
+        session = session_of(self.crawler)
+        if session is not None:
+            session.download_finished(request, outcome, retry_after)
         if outcome not in ("ok", "") and self.crawler.stats is not None:
             self.crawler.stats.inc_value(f"hermit/hosts/backoff/{outcome}")
 
@@ -133,7 +134,7 @@ class RobotsCrawlDelay:
     def from_crawler(cls, crawler: Crawler) -> RobotsCrawlDelay:
         if not crawler.settings.getbool("ROBOTSTXT_OBEY"):
             raise NotConfigured("ROBOTSTXT_OBEY is off")
-        extension = cls(crawler, crawler.settings.getfloat("HERMIT_ROBOTS_CRAWL_DELAY_MAX_SECONDS", 60.0))
+        extension = cls(crawler, read(crawler.settings, "HERMIT_ROBOTS_CRAWL_DELAY_MAX_SECONDS"))
         crawler.signals.connect(extension.response_downloaded, signal=signals.response_downloaded)
         return extension
 
@@ -161,11 +162,11 @@ class RobotsCrawlDelay:
             return
         self._seen.add(host)
         delay = self.crawl_delay(response.body)
-        scheduler = scheduler_for(self.crawler)
-        if scheduler is None or scheduler.client is None:
+        session = session_of(self.crawler)
+        if session is None:
             return
         try:
-            HostControl(scheduler.client, scheduler.keys).set_robots_delay(host, delay)
+            HostControl(session.client, session.keys).set_robots_delay(host, delay)
         except Exception as exc:
             logger.warning("Could not record the Crawl-delay of %s: %s", host, exc)
             return

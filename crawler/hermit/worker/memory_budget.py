@@ -31,6 +31,7 @@ from hermit.settings import memory_limits
 from hermit.worker import engine_hooks
 from hermit.worker.exit_now import exit_now
 from hermit.worker.exit_codes import EXIT_MEMORY_HARD_LIMIT, MEMORY_BUDGET_REASON
+from hermit.worker.session import session_of
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -99,12 +100,10 @@ class MemoryBudget:
             engine_hooks.close_spider(self.crawler, MEMORY_BUDGET_REASON)
 
     def _count(self, reason: str) -> None:
-        from hermit.worker.scheduler import scheduler_for
-
         self.crawler.stats.inc_value(f"hermit/recycles/{reason}")
-        scheduler = scheduler_for(self.crawler)
-        if scheduler is not None:
-            scheduler.count_crawl_wide(f"recycles_{reason}")
+        session = session_of(self.crawler)
+        if session is not None:
+            session.count_crawl_wide(f"recycles_{reason}")
 
     def _age(self) -> float:
         return time.monotonic() - self.started

@@ -42,7 +42,7 @@ from twisted.internet.task import LoopingCall
 
 from hermit.setting_spec import Setting
 from hermit.worker import engine_hooks
-from hermit.worker.scheduler import outbox_for
+from hermit.worker.session import session_of
 
 if TYPE_CHECKING:
     from scrapy import Spider
@@ -164,6 +164,6 @@ class RedisStartUrls:
 
     def _write_now(self) -> None:
         """Send the scheduled requests to Redis now rather than a moment later."""
-        outbox = outbox_for(self.crawler)
-        if outbox is not None:
-            outbox.flush()
+        session = session_of(self.crawler)
+        if session is not None:
+            session.outbox.flush()

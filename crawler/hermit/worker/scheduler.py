@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-import weakref
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -35,6 +34,7 @@ from hermit.worker.known_fingerprints import KnownFingerprints
 from hermit.worker.leases import WorkerLeases
 from hermit.worker.outbox import Outbox
 from hermit.worker.redis_health import RedisHealth
+from hermit.worker.session import WorkerSession, end_session, open_session
 from hermit.redis_url import redact_url
 
 if TYPE_CHECKING:
@@ -42,20 +42,6 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
 logger = logging.getLogger(__name__)
-
-_OPEN_SCHEDULERS: weakref.WeakKeyDictionary[Crawler, HermitScheduler] = weakref.WeakKeyDictionary()
-
-
-def scheduler_for(crawler: Crawler) -> HermitScheduler | None:
-    """The open Hermit scheduler of *crawler*, if any."""
-    return _OPEN_SCHEDULERS.get(crawler)
-
-
-def outbox_for(crawler: Crawler) -> Outbox | None:
-    """The open Hermit scheduler's outbox for *crawler* (the item sink writes through it)."""
-    scheduler = _OPEN_SCHEDULERS.get(crawler)
-    return scheduler.outbox if scheduler is not None else None
-
 
 class RedisUnavailable(RuntimeError):
     """Redis could not be reached when the worker started."""
@@ -172,7 +158,10 @@ class HermitScheduler(BaseScheduler):
             max_operations=config.flush_max_operations, on_pushed=self._pushed,
             executor=self._outbox_thread, call_from_thread=reactor.callFromThread,
         )
-        _OPEN_SCHEDULERS[self.crawler] = self
+        open_session(self.crawler, WorkerSession(
+            config=config, keys=self.keys, client=self.client, outbox=self.outbox,
+            download_finished=self.download_finished, count_crawl_wide=self.count_crawl_wide, close=self.close,
+        ))
         engine_hooks.check_supported(self.crawler)
         engine_hooks.on_request_finished(self.crawler, self._request_finished)
         self.crawler.signals.connect(self._spider_idle, signal=signals.spider_idle)
@@ -212,7 +201,7 @@ class HermitScheduler(BaseScheduler):
         self._prefetched.clear()
         self._in_progress.clear()
         self._downloaded.clear()
-        _OPEN_SCHEDULERS.pop(self.crawler, None)
+        end_session(self.crawler)
         if self._outbox_thread is not None:
             self._outbox_thread.shutdown(wait=False)
         self.client.close()

@@ -93,20 +93,6 @@ def test_dead_workers_leases_return_after_the_timeout(redis_client):
     assert status.queued == 5 and "acked" not in status.counters
 
 
-def test_a_resent_batch_of_items_is_appended_once(redis_client):
-    q = make_queue(redis_client)
-    items_key = CrawlKeys("c").items
-    q.add_items([b'{"n": 1}', b'{"n": 2}'], batch=0)
-    q.add_items([b'{"n": 1}', b'{"n": 2}'], batch=0)  # the same batch, its reply lost
-    assert redis_client.xlen(items_key) == 2
-    q.add_items([b'{"n": 3}'], batch=1)
-    assert [f[b"item"] for _, f in redis_client.xrange(items_key)] == [b'{"n": 1}', b'{"n": 2}', b'{"n": 3}']
-    # Batch numbers are per worker.
-    make_queue(redis_client, "w2").add_items([b'{"n": 4}'], batch=0)
-    assert redis_client.xlen(items_key) == 4
-    assert redis_client.ttl(CrawlKeys("c").flushed("w1")) > 0  # markers don't pile up
-
-
 def test_heartbeat_keeps_a_live_worker_leases(redis_client):
     # Heart-beats 0.5 s apart keep 2 s leases for 3 s, past their timeout; a machine
     # stalled 1.5 s between two of them would still not lose them.

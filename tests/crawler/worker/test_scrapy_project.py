@@ -7,7 +7,7 @@ import subprocess
 
 import redis
 
-from hermit.items_export import export_items
+from hermit.items.export import export_items
 from hermit.keys import CrawlKeys
 from tests.scrapy_project import ScrapyProject
 
@@ -76,7 +76,7 @@ def test_scrapy_redis_style_settings_work_without_the_addon(scrapy_project, redi
         "shop", MODULES,
         f"""
         SCHEDULER = "hermit.worker.scheduler.HermitScheduler"
-        ITEM_PIPELINES = {{"hermit.worker.items.RedisItemSink": 900}}
+        ITEM_PIPELINES = {{"hermit.items.sink.RedisItemSink": 900}}
         REDIS_URL = "{redis_url}"
         HERMIT_CRAWL = "from-settings"
         HERMIT_IDLE_CLOSE_SECONDS = 1

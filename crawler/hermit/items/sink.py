@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.serialize import ScrapyJSONEncoder
 
-from hermit.worker.scheduler import outbox_for
+from hermit.settings import read
+from hermit.worker.session import session_of
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -37,19 +38,19 @@ class RedisItemSink:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> RedisItemSink:
-        if not crawler.settings.getbool("HERMIT_ITEMS_ENABLED", True):
+        if not read(crawler.settings, "HERMIT_ITEMS_ENABLED"):
             raise NotConfigured("HERMIT_ITEMS_ENABLED is off")
         return cls(crawler)
 
     def process_item(self, item: Any, spider: Any = None) -> Any:
-        outbox = outbox_for(self.crawler)
-        if outbox is None:
+        session = session_of(self.crawler)
+        if session is None:
             raise RuntimeError(
                 "RedisItemSink needs SCHEDULER = 'hermit.worker.scheduler.HermitScheduler'"
             )
         # The encoder turns any item (and items nested in it) into its fields, as
         # ItemAdapter(item).asdict() would, without copying a dict item first.
-        outbox.add_item(self.encoder.encode(item).encode())
+        session.outbox.add_item(self.encoder.encode(item).encode())
         self.crawler.stats.inc_value("hermit/items/written")
         return item
 
