@@ -151,6 +151,12 @@ def read(settings: SettingSource, name: str) -> Any:
     return _BY_NAME[name].read(settings)
 
 
+def redis_url(settings: SettingSource) -> str:
+    """Where the crawl's Redis is: HERMIT_REDIS_URL, else scrapy-redis' REDIS_URL, else
+    :data:`DEFAULT_REDIS_URL`."""
+    return read(settings, "HERMIT_REDIS_URL") or settings.get("REDIS_URL") or DEFAULT_REDIS_URL
+
+
 def queue_shards(settings: BaseSettings) -> int:
     """HERMIT_QUEUE_SHARDS, checked (0: chosen by the kind of Redis); NotConfigured if invalid."""
     try:
@@ -263,7 +269,7 @@ class WorkerConfig:
             crawl = read(settings, "HERMIT_CRAWL") or setting("HERMIT_CRAWL").parse(spider_name)
             concurrent_requests = _scrapy_number(settings, "CONCURRENT_REQUESTS", _CONCURRENT_REQUESTS, 16)
             return cls(
-                redis_url=read(settings, "HERMIT_REDIS_URL") or settings.get("REDIS_URL") or DEFAULT_REDIS_URL,
+                redis_url=redis_url(settings),
                 crawl=crawl,
                 key_prefix=read(settings, "HERMIT_KEY_PREFIX"),
                 worker_id=read(settings, "HERMIT_WORKER_ID") or default_worker_id(),

@@ -12,15 +12,15 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from hermit.cli.options import connect, crawl_keys, crawl_option, prefix_option, redis_option
+from hermit.cli.options import connect, crawl_keys, crawl_option, prefix_option, redis_option, setting_type
 from hermit.dedup.bloom import BloomInfo, ShardedBloomFilter
 from hermit.dedup.migrate import MigrationResult, SourceKeyError, migrate_fingerprint_set
+from hermit.dedup.sizing import DEDUP_CAPACITY, DEDUP_ERROR_RATIO
 from hermit.queue.shards import crawl_shards
 from hermit.redis_client import DEDUP_COMMAND_TIMEOUTS
 
 logger = logging.getLogger(__name__)
 
-_DEFAULT_CAPACITY = 1_000_000  # as HERMIT_DEDUP_CAPACITY
 
 
 def _common_options(command):
@@ -41,10 +41,10 @@ def dedup_group() -> None:
               help="Fingerprints per SSCAN page.")
 @click.option("--delete-source", is_flag=True,
               help="Remove each page from the SET once it is in the filter (Redis never holds both).")
-@click.option("--capacity", type=click.IntRange(min=1), default=None,
+@click.option("--capacity", type=setting_type(DEDUP_CAPACITY), default=None,
               help="Items of the filter's first layer, if it is created now "
-                   f"[default: the SET's size, at least {_DEFAULT_CAPACITY:,}].")
-@click.option("--error-ratio", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=1e-4,
+                   f"[default: the SET's size, at least {DEDUP_CAPACITY.default:,}].")
+@click.option("--error-ratio", type=setting_type(DEDUP_ERROR_RATIO), default=DEDUP_ERROR_RATIO.default,
               show_default=True, help="Target false-positive ratio, if the filter is created now.")
 def migrate_command(
     redis_url: str, crawl: str, prefix: str, source_key: str, batch_size: int, delete_source: bool,
@@ -66,7 +66,7 @@ def migrate_command(
         total = client.scard(source_key)
         keys = crawl_keys(crawl, prefix)
         bloom = ShardedBloomFilter(
-            client, keys, crawl_shards(client, keys), capacity=capacity or max(_DEFAULT_CAPACITY, total),
+            client, keys, crawl_shards(client, keys), capacity=capacity or max(DEDUP_CAPACITY.default, total),
             error_ratio=error_ratio,
         )
         console = Console(stderr=True)

@@ -11,7 +11,7 @@ import redis
 from hermit import redis_client
 from hermit.keys import CrawlKeys, validate_crawl_name
 from hermit.redis_url import redact_url
-from hermit.setting_spec import EnvironmentVariable
+from hermit.setting_spec import EnvironmentVariable, Number, Setting
 
 #: The environment the ``hermit`` commands read: the envvar of the options below.
 REDIS_URL_VARIABLE = EnvironmentVariable(
@@ -58,6 +58,16 @@ def connect(redis_url: str, timeouts: redis_client.Timeouts = redis_client.COMMA
     except (redis.RedisError, ValueError) as exc:
         raise click.ClickException(f"cannot reach Redis at {redact_url(redis_url)}: {exc}") from None
     return client
+
+
+def setting_type(setting: Setting) -> click.ParamType:
+    """The click type of an option that sets *setting*: the bounds its declaration
+    gives (a numeric setting), so the command and the worker accept the same values."""
+    parser = setting.parser
+    if not isinstance(parser, Number):
+        raise TypeError(f"{setting.name} is not numeric")
+    kind = click.IntRange if parser.kind is int else click.FloatRange
+    return kind(parser.minimum, parser.maximum, min_open=parser.exclusive, max_open=parser.exclusive)
 
 
 def crawl_keys(crawl: str, prefix: str) -> CrawlKeys:

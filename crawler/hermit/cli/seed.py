@@ -6,9 +6,10 @@ import sys
 
 import click
 
-from hermit.cli.options import connect, crawl_keys, crawl_option, prefix_option, redis_option
+from hermit.cli.options import connect, crawl_keys, crawl_option, prefix_option, redis_option, setting_type
 from hermit.queue.frontier import Frontier
-from hermit.queue.shards import CLUSTER_DEFAULT_SHARDS, MAX_SHARDS, open_shards
+from hermit.queue.shards import CLUSTER_DEFAULT_SHARDS, open_shards
+from hermit.settings import setting
 from hermit.seeding import load_fingerprinter, push_seeds, read_seed_lines
 
 
@@ -36,7 +37,8 @@ def _project_fingerprinter() -> str | None:
     "Scrapy project's setting, else Scrapy's own).",
 )
 @click.option(
-    "--shards", type=click.IntRange(0, MAX_SHARDS), default=0, envvar="HERMIT_QUEUE_SHARDS",
+    "--shards", type=setting_type(setting("HERMIT_QUEUE_SHARDS")), default=setting("HERMIT_QUEUE_SHARDS").default,
+    envvar="HERMIT_QUEUE_SHARDS",
     help="Shards of the crawl's frontier if the crawl is new (0: 1 on a single Redis, "
     f"{CLUSTER_DEFAULT_SHARDS} on a Redis Cluster; env HERMIT_QUEUE_SHARDS).",
 )

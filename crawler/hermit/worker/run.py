@@ -67,9 +67,9 @@ def check_redis_reachable(settings: Settings) -> str | None:
 
     from hermit.redis_client import WORKER_PREFLIGHT_TIMEOUTS, connect
     from hermit.redis_url import redact_url
-    from hermit.settings import DEFAULT_REDIS_URL
+    from hermit.settings import redis_url
 
-    url = settings.get("HERMIT_REDIS_URL") or settings.get("REDIS_URL") or DEFAULT_REDIS_URL
+    url = redis_url(settings)
     try:
         client = connect(url, **WORKER_PREFLIGHT_TIMEOUTS)
     except ValueError as exc:
