@@ -25,7 +25,7 @@ LOCKED_DOWN = [
     "--network", "host", "--read-only", "--tmpfs", "/tmp", "--tmpfs", "/home/hermit",
     "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
 ]
-EXIT_STOPPED = 5  # hermit.worker.run.EXIT_STOPPED: drained after SIGTERM
+EXIT_STOPPED = 5  # hermit.worker.exit_codes.EXIT_STOPPED: drained after SIGTERM
 
 
 def free_port() -> int:

@@ -68,7 +68,7 @@ def register_worker_metrics(
     The collectors read *get_stats* (the crawler's stats), *closing* (whether the spider
     is draining) and *read_status* (the crawl's state in Redis) when scraped. The
     metrics reference, docs/metrics.md, is generated from what this registers
-    (:mod:`hermit.docs_reference`).
+    (tools/docs_reference.py).
     """
     Info("hermit_build", "Versions this worker runs.", ["crawl"], registry=registry).labels(crawl).info(
         {"version": hermit.__version__, "scrapy_version": scrapy.__version__}

@@ -40,7 +40,7 @@ from scrapy import Request, signals
 from scrapy.exceptions import DontCloseSpider, NotConfigured
 from twisted.internet.task import LoopingCall
 
-from hermit.setting_spec import Setting
+from hermit.setting_spec import Boolean, InvalidValue, Number, Setting
 from hermit.worker import engine_hooks
 from hermit.worker.session import session_of
 
@@ -54,14 +54,17 @@ ENABLED = Setting(
     "HERMIT_REDIS_START_URLS_ENABLED", True,
     "with the `RedisStartUrls` extension on, read a scrapy-redis spider's start-URL key while crawling "
     "([scrapy-redis](scrapy-redis.md))",
+    parser=Boolean(),
 )
 POLL_SECONDS = Setting(
     "HERMIT_REDIS_START_URLS_POLL_SECONDS", 1.0, "how often the start-URL key is read",
+    parser=Number(float, minimum=0.01, note="at most 100 reads a second"),
 )
 DEDUP = Setting(
     "HERMIT_REDIS_START_URLS_DEDUP", True,
     "start URLs go through the duplicate filter (a URL pushed again is not crawled again); False: each "
     "push is crawled, as scrapy-redis does",
+    parser=Boolean(),
 )
 #: Most requests made from the key per poll, so one poll never holds a huge batch in memory.
 MAX_REQUESTS_PER_POLL = 1000
@@ -88,12 +91,13 @@ class RedisStartUrls:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> RedisStartUrls:
         settings = crawler.settings
-        if not settings.getbool(ENABLED.name, ENABLED.default):
+        try:
+            enabled, poll_seconds, dedup = (setting.read(settings) for setting in (ENABLED, POLL_SECONDS, DEDUP))
+        except InvalidValue as exc:
+            raise NotConfigured(str(exc)) from None
+        if not enabled:
             raise NotConfigured(f"{ENABLED.name} is off")
-        poll_seconds = settings.getfloat(POLL_SECONDS.name, POLL_SECONDS.default)
-        if poll_seconds <= 0:
-            raise NotConfigured(f"{POLL_SECONDS.name} must be above 0, got {poll_seconds}")
-        extension = cls(crawler, poll_seconds, settings.getbool(DEDUP.name, DEDUP.default))
+        extension = cls(crawler, poll_seconds, dedup)
         crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
         return extension
