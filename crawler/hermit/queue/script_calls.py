@@ -13,6 +13,11 @@ shard and batch.
 
 A cluster *transaction* gets the text (EVAL) as before: a NOSCRIPT inside MULTI
 would fail that one command while the others of the transaction ran.
+
+redis-py 8's cluster pipeline looks up the keys of every command it has no policy
+for with a ``COMMAND GETKEYS`` round trip to one node, EVAL and EVALSHA included,
+although their keys are in their arguments: a pipeline made by :func:`pipeline`
+knows them as keyed commands, which it routes by those keys without asking.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import weakref
 from typing import Any
 
 import redis
+from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePolicy
 from redis.cluster import ClusterPipeline
+from redis.commands.policies import BasePolicyResolver, PolicyResolver, StaticPolicyResolver
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
@@ -30,12 +37,29 @@ _QUEUED: weakref.WeakKeyDictionary[ClusterPipeline, dict[int, tuple[Script, list
     weakref.WeakKeyDictionary())
 
 
+class _ScriptsAreKeyed(BasePolicyResolver):
+    """redis-py's own command policies, with EVAL and EVALSHA as keyed commands."""
+
+    def __init__(self, fallback: PolicyResolver | None = None) -> None:
+        keyed = CommandPolicies(request_policy=RequestPolicy.DEFAULT_KEYED,
+                                response_policy=ResponsePolicy.DEFAULT_KEYED)
+        super().__init__({"core": {"eval": keyed, "evalsha": keyed}}, fallback or StaticPolicyResolver())
+
+    def with_fallback(self, fallback: PolicyResolver) -> PolicyResolver:
+        return _ScriptsAreKeyed(fallback)
+
+
+_SCRIPT_POLICIES = _ScriptsAreKeyed()
+
+
 def pipeline(client: redis.Redis) -> Any:
     """A pipeline (no transaction) of *client* whose scripts go by SHA, also on a
     cluster: run it with :func:`execute`."""
     pipe = client.pipeline(transaction=False)
     if isinstance(pipe, ClusterPipeline):
         _QUEUED[pipe] = {}
+        if hasattr(pipe, "_policy_resolver"):  # RedisCluster.pipeline() passes none on
+            pipe._policy_resolver = _SCRIPT_POLICIES
     return pipe
 
 

@@ -44,6 +44,7 @@ def test_a_pipeline_sends_text_once_per_node_then_only_shas(cluster: LocalRedisC
         flush_scripts(cluster)
         script = client.register_script(INCREMENT)
         evals_before, shas_before = command_calls(cluster, "eval"), command_calls(cluster, "evalsha")
+        getkeys_before = command_calls(cluster, "command|getkeys")
         for round_ in range(3):
             pipe = script_calls.pipeline(client)
             for key in keys:
@@ -53,6 +54,8 @@ def test_a_pipeline_sends_text_once_per_node_then_only_shas(cluster: LocalRedisC
         # Round 1: 30 EVALSHA answered NOSCRIPT, and sent again as text; then SHAs only.
         assert command_calls(cluster, "eval") - evals_before == len(keys)
         assert command_calls(cluster, "evalsha") - shas_before == 3 * len(keys)
+        # Routed by their keys, without asking a node for them (COMMAND GETKEYS).
+        assert command_calls(cluster, "command|getkeys") == getkeys_before
 
 
 def test_errors_come_back_in_place_or_raise(cluster: LocalRedisCluster) -> None:
