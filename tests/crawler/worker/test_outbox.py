@@ -138,20 +138,31 @@ def test_scheduled_flushes_are_sent_from_the_executor_and_handled_in_the_reactor
     queue, outbox = make_outbox(redis_url, reactor, pushed, executor=executor)
     queue.push_many([queued("http://127.0.0.1/seed")])
     lease = queue.lease(1)[0]
+    written_from = []
+    write = queue.write
+
+    def write_recording_its_thread(*args):
+        written_from.append(threading.get_ident())
+        return write(*args)
+
+    queue.write = write_recording_its_thread
     outbox.push(queued("http://127.0.0.1/a"), context="a")
     outbox.add_item(b'{"page": "seed"}')
     outbox.ack(Ack(lease.id, lease.host))
     reactor.run_pending()  # starts the send in the executor's thread
     assert outbox.pending == 3  # in flight until its outcome is handled
     outbox.push(queued("http://127.0.0.1/b"), context="b")  # the next batch meanwhile
-    sender = reactor.run_from_threads()
-    assert sender != threading.get_ident()
+    # Its outcome is handled here, through call_from_thread (called by the executor's
+    # thread, or by this one when the send was over before it asked to be told).
+    reactor.run_from_threads()
+    assert len(written_from) == 1 and written_from[0] != threading.get_ident()
     assert pushed == [("a", True)] and outbox.flushes == 1
     assert redis_client.hlen(CrawlKeys("t").leases("w")) == 0
     # What came in meanwhile is the next batch, scheduled when the first one is done.
     reactor.run_pending()
     reactor.run_from_threads()
     assert pushed == [("a", True), ("b", True)] and outbox.pending == 0
+    assert len(written_from) == 2 and threading.get_ident() not in written_from
 
 
 def test_a_direct_flush_waits_for_the_batch_in_flight_and_handles_it_once(redis_url, executor):
