@@ -101,16 +101,20 @@ def test_depth_first_goes_as_deep_as_plain_scrapy(scrapy_project, redis_url, dem
     items = crawl_in_order(scrapy_project, redis_url, DEPTH_FIRST, "-a", f"url={demo_site.url}")
     assert len(items) == demo_site.site.pages + 1
     # Which page comes next depends on how far Scrapy got in parsing the previous
-    # response when it fetches the next one (a matter of microseconds, and 2.19 parses
-    # sooner than 2.13), so plain Scrapy's run is the reference for the depth profile
-    # rather than for the exact order of sibling pages.
+    # response when it fetches the next one (a matter of microseconds; 2.19 parses
+    # sooner than 2.13, and under CPU load plain Scrapy's own depth profile moves by
+    # several levels from run to run), so what is checked is what holds whatever the
+    # timing: the crawl goes at least about as deep as plain Scrapy's, and it goes
+    # deep early, where a breadth-first crawl of the same site stays shallow.
     plain = plain_scrapy_order(scrapy_project, DEPTH_FIRST, "-a", f"url={demo_site.url}")
     depths, plain_depths = [i["depth"] for i in items], [i["depth"] for i in plain]
-    assert abs(max(depths) - max(plain_depths)) <= 2
-    assert abs(sum(depths) - sum(plain_depths)) <= 0.25 * sum(plain_depths)
-    breadth_first = crawl_in_order(scrapy_project, redis_url, BREADTH_FIRST, "-a", f"url={demo_site.url}",
-                                   crawl="bfs")
-    assert depths != [item["depth"] for item in breadth_first]
+    assert max(depths) >= max(plain_depths) - 2
+    breadth_first = [item["depth"] for item in crawl_in_order(
+        scrapy_project, redis_url, BREADTH_FIRST, "-a", f"url={demo_site.url}", crawl="bfs")]
+    first_half = len(depths) // 2
+    for run in (depths, plain_depths):
+        assert sum(run[:first_half]) > sum(breadth_first[:first_half]), "not deeper early than breadth-first"
+    assert depths != sorted(depths)  # it comes back up to shallower pages
 
 
 def test_request_priority_decides_the_order(scrapy_project, redis_url, demo_site):
