@@ -405,8 +405,21 @@ class RedisRequestQueue:
         args: list[object] = [
             p.concurrency, int(p.backoff_base_seconds * 1000), int(p.backoff_max_seconds * 1000), step,
         ]
+        # Runs of leases that say the same of the same host go as one: host, outcome,
+        # Retry-After, count, then their ids (a batch of one host's acks is one id each).
+        run: list[object] = []
+        said = None
         for ack in acks:
-            args += [ack.lease_id, ack.host, ack.outcome, int(ack.retry_after_seconds * 1000)]
+            about = (ack.host, ack.outcome, ack.retry_after_seconds)
+            if about != said:
+                if run:
+                    run[3] = len(run) - 4
+                    args += run
+                said = about
+                run = [ack.host, ack.outcome, int(ack.retry_after_seconds * 1000), 0]
+            run.append(ack.lease_id)
+        run[3] = len(run) - 4
+        args += run
         keys = [
             k.leases(self.worker_id), k.stats, k.ready, k.host_waits, k.host_top, k.host_active,
             k.host_settings, k.host_backoff, k.host_backoff_until,

@@ -112,6 +112,24 @@ def test_outcomes_in_one_ack_apply_in_their_order(redis_client):
     assert read_status(redis_client, KEYS).counters["backoff_recovered"] == 3
 
 
+def test_one_ack_of_interleaved_hosts_and_runs_ends_every_lease(redis_client):
+    # An ack sends runs of leases that say the same of one host: runs of one, of
+    # several, and a host coming back after another's run all end their leases.
+    q = queue(redis_client, concurrency=10)
+    for host in ("a.example", "b.example", "c.example"):
+        push(q, host, 4)
+    leases = q.lease(12)
+    assert len(leases) == 12
+    by_host = {host: [lease for lease in leases if lease.host == host] for host in ("a.example", "b.example", "c.example")}
+    a, b, c = by_host.values()
+    mixed = [*acks(a[:3]), *acks(b[:1]), *acks(a[3:]), Ack(c[0].id, c[0].host, "ok"), *acks(c[1:]), *acks(b[1:])]
+    q.ack(mixed)
+    status = read_status(redis_client, KEYS)
+    assert status.leased == 0 and status.counters["acked"] == 12
+    assert [int(redis_client.hget(KEYS.host_active, host) or 0) for host in by_host] == [0, 0, 0]
+    assert redis_client.hlen(KEYS.leases("w1")) == 0
+
+
 def test_backoff_doubles_and_is_capped(redis_client):
     q = queue(redis_client, backoff_base_seconds=0.05, backoff_max_seconds=0.15)
     push(q, "down.example", 1)
