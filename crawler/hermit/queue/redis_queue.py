@@ -407,19 +407,10 @@ class RedisRequestQueue:
         ]
         # Runs of leases that say the same of the same host go as one: host, outcome,
         # Retry-After, count, then their ids (a batch of one host's acks is one id each).
-        run: list[object] = []
-        said = None
-        for ack in acks:
-            about = (ack.host, ack.outcome, ack.retry_after_seconds)
-            if about != said:
-                if run:
-                    run[3] = len(run) - 4
-                    args += run
-                said = about
-                run = [ack.host, ack.outcome, int(ack.retry_after_seconds * 1000), 0]
-            run.append(ack.lease_id)
-        run[3] = len(run) - 4
-        args += run
+        for (host, outcome, retry_after), run in itertools.groupby(
+                acks, key=lambda ack: (ack.host, ack.outcome, ack.retry_after_seconds)):
+            ids = [ack.lease_id for ack in run]
+            args += [host, outcome, int(retry_after * 1000), len(ids), *ids]
         keys = [
             k.leases(self.worker_id), k.stats, k.ready, k.host_waits, k.host_top, k.host_active,
             k.host_settings, k.host_backoff, k.host_backoff_until,
