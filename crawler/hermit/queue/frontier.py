@@ -163,14 +163,14 @@ class Frontier:
 
     def _write_one_shard(self, batch: int, pushes: Sequence[QueuedRequest], items: Sequence[bytes],
                          downloads: Sequence[Ack], acks: Sequence[Ack], landed: dict[int, list[int]]) -> list[int]:
-        pipe = script_calls.pipeline(self.client, transaction=True)
+        pipe = self.client.pipeline(transaction=True)
         try:
             if pushes:
                 self.first.push_many(pushes, client=pipe)
             self.first.add_items(items, batch, client=pipe)
             self.first.downloaded(downloads, client=pipe)
             self.first.ack(acks, client=pipe)
-            replies = script_calls.execute(pipe)
+            replies = pipe.execute()
         finally:
             pipe.reset()
         landed[0] = [int(r) for r in replies[0]] if pushes else []

@@ -14,15 +14,6 @@ shard and batch.
 A cluster *transaction* gets the text (EVAL) as before: a NOSCRIPT inside MULTI
 would fail that one command while the others of the transaction ran.
 
-On a single Redis, a pipeline or transaction made by :func:`pipeline` sends EVALSHA
-too, where redis-py's own pipeline first asks ``SCRIPT EXISTS`` for its scripts: a
-round trip more per write batch, which a worker makes every turn of its reactor.
-A script the server lacks is loaded (``SCRIPT LOAD``) and the commands that failed
-with NOSCRIPT are sent again, in their order. Inside MULTI all of a batch's
-scripts fail together when the server lost its scripts (a restart, ``SCRIPT FLUSH``);
-one could fail alone only if another client had loaded some of them since, and
-then it runs a moment later, in the same call.
-
 redis-py 8's cluster pipeline looks up the keys of every command it has no policy
 for with a ``COMMAND GETKEYS`` round trip to one node, EVAL and EVALSHA included,
 although their keys are in their arguments: a pipeline made by :func:`pipeline`
@@ -36,7 +27,6 @@ from typing import Any
 
 import redis
 from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePolicy
-from redis.client import Pipeline
 from redis.cluster import ClusterPipeline
 from redis.commands.policies import BasePolicyResolver, PolicyResolver, StaticPolicyResolver
 from redis.commands.core import Script
@@ -62,54 +52,44 @@ class _ScriptsAreKeyed(BasePolicyResolver):
 _SCRIPT_POLICIES = _ScriptsAreKeyed()
 
 
-def pipeline(client: redis.Redis, *, transaction: bool = False) -> Any:
-    """A pipeline of *client* whose scripts go by SHA, also on a cluster: run it with
-    :func:`execute`. A *transaction* (MULTI/EXEC) only on a single Redis: a cluster
-    transaction sends its scripts as text."""
-    pipe = client.pipeline(transaction=transaction)
+def pipeline(client: redis.Redis) -> Any:
+    """A pipeline (no transaction) of *client* whose scripts go by SHA, also on a
+    cluster: run it with :func:`execute`."""
+    pipe = client.pipeline(transaction=False)
     if isinstance(pipe, ClusterPipeline):
-        if transaction:
-            return pipe
+        _QUEUED[pipe] = {}
         if hasattr(pipe, "_policy_resolver"):  # RedisCluster.pipeline() passes none on
             pipe._policy_resolver = _SCRIPT_POLICIES
-    _QUEUED[pipe] = {}
     return pipe
 
 
 def run_script(script: Script, keys: list[str], args: list[object], client: redis.Redis | None) -> Any:
     """Call *script* on *client* (a client or pipeline; None: the script's own
     client)."""
-    queued = _QUEUED.get(client) if isinstance(client, (ClusterPipeline, Pipeline)) else None
-    if queued is not None:
+    if isinstance(client, ClusterPipeline):
+        queued = _QUEUED.get(client)
+        if queued is None:  # a transaction, or a pipeline not made by pipeline()
+            return client.execute_command("EVAL", script.script, len(keys), *keys, *args)
         queued[len(client)] = (script, keys, args)
         return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-    if isinstance(client, ClusterPipeline):  # a transaction, or a pipeline not made by pipeline()
-        return client.execute_command("EVAL", script.script, len(keys), *keys, *args)
     return script(keys=keys, args=args, client=client)
 
 
 def execute(pipe: Any, *, raise_on_error: bool = True) -> list[Any]:
-    """``pipe.execute()``, with the scripts the server (a cluster node) lacked sent
-    again: loaded first on a single Redis, as text on a cluster. With
-    *raise_on_error* false, errors come back in place of their replies."""
+    """``pipe.execute()``, with the scripts a cluster node lacked sent again as text.
+    With *raise_on_error* false, errors come back in place of their replies."""
+    if not isinstance(pipe, ClusterPipeline):
+        return pipe.execute(raise_on_error=raise_on_error)
     queued = _QUEUED.get(pipe)
-    if queued is None:  # a cluster transaction (its scripts went as text), or not made by pipeline()
+    if queued is None:  # a transaction: its scripts went as text
         return pipe.execute(raise_on_error=raise_on_error)
     _QUEUED[pipe] = {}  # executed: its positions start again from 0
     replies = pipe.execute(raise_on_error=False)
     missing = [position for position in queued if isinstance(replies[position], NoScriptError)]
     if missing:
-        on_cluster = isinstance(pipe, ClusterPipeline)
-        if not on_cluster:
-            loader = redis.Redis(connection_pool=pipe.connection_pool)
-            for script in {id(queued[position][0]): queued[position][0] for position in missing}.values():
-                loader.script_load(script.script)
         for position in missing:  # the pipeline was reset: it carries these alone
             script, keys, args = queued[position]
-            if on_cluster:
-                pipe.execute_command("EVAL", script.script, len(keys), *keys, *args)
-            else:
-                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            pipe.execute_command("EVAL", script.script, len(keys), *keys, *args)
         for position, reply in zip(missing, pipe.execute(raise_on_error=False)):
             replies[position] = reply
     if raise_on_error:
