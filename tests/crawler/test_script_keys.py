@@ -19,8 +19,6 @@ from redis.commands.core import Script
 
 from hermit.dedup.bloom import RedisBloomFilter
 from hermit.keys import CrawlKeys
-from hermit.queue import redis_queue
-from hermit.queue import script_calls as script_call_module
 from hermit.queue.frontier import Frontier
 from hermit.queue.hosts import HostControl
 from hermit.queue.redis_queue import Ack, Politeness, QueuedRequest
@@ -58,15 +56,6 @@ def script_calls(monkeypatch) -> list[tuple[str, list[str]]]:
         return original(self, keys=keys, args=args, client=client)
 
     monkeypatch.setattr(Script, "__call__", recording)
-    # In a pipeline made by hermit.queue.script_calls a script goes by SHA, past Script.__call__.
-    original_run = script_call_module.run_script
-
-    def recording_run(script, keys, args, client):
-        if client is not None and script_call_module._QUEUED.get(client) is not None:
-            calls.append((script.script, [key.decode() if isinstance(key, bytes) else key for key in keys]))
-        return original_run(script, keys, args, client)
-
-    monkeypatch.setattr(redis_queue, "run_script", recording_run)
     return calls
 
 
